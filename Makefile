@@ -1,0 +1,49 @@
+# The two README commands: `make run` and `make test`. Everything installs into .venv.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+DATA     := var/demo
+CATEGORY ?= wood
+RUN_DIR  := var/runs/$(CATEGORY)
+PORT     ?= 8080
+SOURCE   ?= file://$(abspath $(DATA))/video/$(CATEGORY)_line.avi?loop=1
+
+.PHONY: run test install install-test demo model bench clean
+
+run: $(RUN_DIR)/.complete
+	@echo "edge-ad: serving on http://127.0.0.1:$(PORT)  (dashboard /, API /v1/result, metrics /metrics; Ctrl-C stops)"
+	$(BIN)/edge-ad serve --model $(RUN_DIR)/bundle --source "$(SOURCE)" --port $(PORT)
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export]'
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export,dev]'
+	@touch $@
+
+demo: $(DATA)/.complete
+$(DATA)/.complete: $(VENV)/.installed-run
+	$(BIN)/edge-ad demo-data $(DATA)
+	@touch $@
+
+model: $(RUN_DIR)/.complete
+$(RUN_DIR)/.complete: $(DATA)/.complete
+	$(BIN)/edge-ad train --model efficientad --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
+	@touch $@
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+bench: $(RUN_DIR)/.complete
+	$(BIN)/edge-ad bench $(RUN_DIR)/bundle --source "dir://$(abspath $(DATA))/$(CATEGORY)/test/good" --json var/bench.json
+
+clean:
+	rm -rf var

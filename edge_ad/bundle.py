@@ -1,0 +1,169 @@
+"""The model bundle: ``manifest.json`` (validated on load) + ``model.onnx`` + ``engines/``.
+
+Thresholds and score normalization live in the manifest, not in the graph, so they can be
+changed without re-exporting; the graph outputs raw values only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL = "model.onnx"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Strict):
+    name: str = Field("image", description="ONNX input tensor name")
+    height: int = Field(gt=0, le=8192)
+    width: int = Field(gt=0, le=8192)
+    channels: Literal[1, 3]
+    color: Literal["RGB", "GRAY"]
+    layout: Literal["NHWC"] = "NHWC"
+    dtype: Literal["uint8"] = "uint8"
+
+    @model_validator(mode="after")
+    def _colour_matches_channels(self):
+        if (self.color == "GRAY") != (self.channels == 1):
+            raise ValueError(f"color {self.color} does not match channels {self.channels}")
+        return self
+
+
+class OutputSpec(_Strict):
+    map: str = Field("anomaly_map", description="raw anomaly map, (N, H, W) float32 at input size")
+    score: str = Field("score", description="raw image score, (N,) float32")
+
+
+class Normalization(_Strict):
+    """Maps a raw value to [0, 1] with the threshold at exactly 0.5:
+    ``clip(0.5 + 0.5 * (raw - threshold) / scale, 0, 1)``."""
+
+    threshold: float
+    scale: float = Field(gt=0)
+
+
+class Thresholds(_Strict):
+    image: Normalization
+    pixel: Normalization
+
+
+class Calibration(_Strict):
+    method: str = "normal-gaussian-tail"
+    target_fpr: float | None = None
+    normal_count: int = 0
+    abnormal_count: int = 0
+    normal_score_mean: float | None = None
+    normal_score_std: float | None = None
+    normal_score_max: float | None = None
+    data_sha256: str | None = None
+
+
+class Provenance(_Strict):
+    data_sha256: str | None = None
+    image_count: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    training_seconds: float | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    onnx_sha256: str
+
+
+class Manifest(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: str = "1"
+    family: str
+    backbone: str | None = None
+    created: str
+    input: InputSpec
+    outputs: OutputSpec = OutputSpec()
+    thresholds: Thresholds
+    calibration: Calibration = Calibration()
+    provenance: Provenance
+    validation: dict[str, float] = Field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def migrate(raw: dict) -> dict:
+    """Bring an older manifest up to SCHEMA_VERSION (none older exists yet: refuse the future)."""
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BundleError(f"manifest schema_version {version!r} is newer than this edge-ad "
+                          f"understands ({SCHEMA_VERSION}): upgrade edge-ad")
+    return raw
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.path / "engines"
+
+
+def load_bundle(path: str | Path, check_hash: bool = True) -> Bundle:
+    path = Path(path)
+    if path.is_file() and path.name == MANIFEST:
+        path = path.parent
+    if not path.is_dir():
+        raise BundleError(f"model bundle not found: {path} (train one with 'edge-ad train')")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{path} is not a model bundle: {MANIFEST} is missing")
+    try:
+        raw = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{mpath} must hold a JSON object")
+    try:
+        manifest = Manifest.model_validate(migrate(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise BundleError(f"{mpath}: {where}: {first['msg']}") from exc
+    onnx = path / MODEL
+    if not onnx.is_file():
+        raise BundleError(f"{path} is not a complete bundle: {MODEL} is missing")
+    if check_hash and sha256_file(onnx) != manifest.provenance.onnx_sha256:
+        raise BundleError(f"{onnx} does not match the sha256 in its manifest: the file is corrupt "
+                          "or was replaced; re-export the bundle")
+    return Bundle(path, manifest)
+
+
+def save_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:
+    """Atomic write: a crash mid-write never leaves a half manifest behind."""
+    bundle_dir = Path(bundle_dir)
+    target = bundle_dir / MANIFEST
+    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".manifest-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(manifest.model_dump_json(indent=2))
+        fh.write("\n")
+    os.replace(tmp, target)
+    return target

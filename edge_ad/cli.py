@@ -1,0 +1,116 @@
+"""``edge-ad``: one entry point. Heavy imports happen inside each command so that ``--help`` is
+instant and the runtime commands never import torch."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import EdgeAdError
+
+FAMILIES = ("efficientad",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-ad", description="Visual anomaly detection at the edge.")
+    p.add_argument("--version", action="version", version=f"edge-ad {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo-data", help="write demo data sets (MVTec layout) and a demo video")
+    d.add_argument("out", help="output folder")
+    d.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser("train", help="train on normal images; writes RUN/checkpoint.pt and RUN/bundle/")
+    t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
+    t.add_argument("--data", required=True, help="MVTec-layout category or a folder of good images")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--size", type=int, default=256, help="model input size, a multiple of 32 (default 256)")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default per family)")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--gray", action="store_true", help="train a 1-channel (grayscale camera) model")
+    t.add_argument("--target-fpr", type=float, default=0.01,
+                   help="false-reject rate the normal-only threshold aims for (default 0.01)")
+
+    e = sub.add_parser("export", help="re-export a checkpoint to a calibrated bundle")
+    e.add_argument("checkpoint")
+    e.add_argument("--out", required=True)
+
+    i = sub.add_parser("infer", help="score images offline: JSON lines to stdout, overlays to --out")
+    i.add_argument("bundle")
+    i.add_argument("images", nargs="+")
+    i.add_argument("--out", help="folder for overlay PNGs")
+
+    s = sub.add_parser("serve", help="run the inspection service")
+    s.add_argument("--config", help="YAML config file")
+    s.add_argument("--model", help="model bundle (without --config)")
+    s.add_argument("--source", help="source URI (without --config), e.g. file://line.avi?loop=1")
+    s.add_argument("--port", type=int, help="HTTP port (overrides the config)")
+    s.add_argument("--host", help="listen address (overrides the config)")
+
+    b = sub.add_parser("bench", help="raw engine vs served pipeline, measured in one run")
+    b.add_argument("bundle")
+    b.add_argument("--source", help="image folder or video URI (default: synthetic frames)")
+    b.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    b.add_argument("--json", help="write the figures to this file")
+
+    c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
+    c.add_argument("--config", required=True)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo-data":
+        from export.demo_data import write_demo_data
+
+        print(f"demo data written to {write_demo_data(args.out, seed=args.seed)}")
+        return 0
+    if args.command in ("train", "export"):
+        try:
+            from export import train as training
+        except ImportError as exc:
+            raise EdgeAdError(f"the export toolchain is not installed ({exc.name} missing): "
+                              "pip install 'edge-ad[export]'") from exc
+        if args.command == "train":
+            training.train(args.model, args.data, args.out, size=args.size, steps=args.steps,
+                           device=args.device, seed=args.seed, channels=1 if args.gray else 3,
+                           target_fpr=args.target_fpr)
+        else:
+            training.reexport(args.checkpoint, args.out)
+        return 0
+    if args.command == "infer":
+        from .commands.infer import run_infer
+
+        return run_infer(args.bundle, args.images, args.out)
+    if args.command == "serve":
+        from .commands.serve import run_serve
+
+        return run_serve(args)
+    if args.command == "bench":
+        from .commands.bench import run_bench
+
+        return run_bench(args.bundle, args.source, args.seconds, args.json)
+    if args.command == "check":
+        from .commands.check import run_check
+
+        return run_check(args.config)
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except EdgeAdError as exc:
+        print(f"edge-ad: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""``edge-ad check``: validate config, bundle, engine and every source, then exit."""
+from __future__ import annotations
+
+from ..bundle import load_bundle
+from ..config import load_config
+from ..engines import create_engine
+from ..errors import EdgeAdError, SourceError
+from ..sources.base import open_source
+
+
+def run_check(config_path: str) -> int:
+    config = load_config(config_path)
+    print(f"config  ok: {config_path}")
+    bundle = load_bundle(config.model)
+    m = bundle.manifest
+    print(f"model   ok: {m.name} v{m.version} ({m.family}, {m.input.width}x{m.input.height} {m.input.color})")
+    with create_engine(bundle, config.engine.backend, providers=config.engine.providers,
+                       threads=config.engine.threads) as engine:
+        print(f"engine  ok: {engine.name} on {engine.provider}")
+    failed = []
+    for cam in config.cameras:
+        source = open_source(cam.source)
+        try:
+            source.open()
+            frame = source.read()
+            if frame is None:
+                raise SourceError("the source delivered no frame")
+            print(f"camera  ok: {cam.name} {cam.source} ({frame.shape[1]}x{frame.shape[0]})")
+        except SourceError as exc:
+            failed.append(f"{cam.name}: {exc}")
+        finally:
+            source.close()
+    if failed:
+        raise EdgeAdError("source check failed: " + "; ".join(failed))
+    return 0

@@ -1,0 +1,46 @@
+"""``edge-ad serve``: the service on the embedded aiohttp server."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..config import build_config, load_config
+from ..errors import ConfigError
+from ..metrics import Metrics
+from ..server.app import make_app
+from ..service import build_pipeline
+
+log = logging.getLogger("edge_ad.serve")
+
+
+def resolve_config(args):
+    if args.config:
+        if args.model or args.source:
+            raise ConfigError("use either --config or --model/--source, not both")
+        config = load_config(args.config)
+    else:
+        if not (args.model and args.source):
+            raise ConfigError("serve needs --config FILE, or both --model BUNDLE and --source URI")
+        config = build_config({"model": args.model, "cameras": [{"source": args.source}]},
+                              "command line")
+    server = config.server.model_copy(update={k: v for k, v in
+                                              (("port", args.port), ("host", args.host)) if v})
+    return config.model_copy(update={"server": server})
+
+
+def run_serve(args) -> int:
+    config = resolve_config(args)
+    metrics = Metrics()
+    pipeline = build_pipeline(config, metrics)
+    app = make_app(pipeline, metrics)
+    host, port = config.server.host, config.server.port
+    log.info("serving %s on http://%s:%d (dashboard /, API /v1/result, metrics /metrics)",
+             config.model, host, port)
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None,
+                    handle_signals=True, shutdown_timeout=2.0)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(is another edge-ad running? use --port)") from exc
+    return 0

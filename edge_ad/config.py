@@ -1,0 +1,101 @@
+"""Service configuration: one YAML file, strict pydantic (unknown keys are errors), every field
+described and bounded. Environment overrides are applied here and nowhere else:
+``EDGE_AD_MODEL``, ``EDGE_AD_HOST``, ``EDGE_AD_PORT``, ``EDGE_AD_SOURCE`` (replaces the cameras with
+one camera ``cam0``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraConfig(_Strict):
+    name: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="camera id in results and metrics")
+    source: str = Field(description="source URI: file://PATH, dir://PATH (?loop=1&fps=N)")
+
+
+class EngineConfig(_Strict):
+    backend: Literal["onnxruntime"] = Field("onnxruntime", description="inference backend")
+    providers: list[str] | None = Field(None, description="ONNX Runtime providers in order; default TensorRT, CUDA, CPU")
+    threads: int = Field(0, ge=0, le=64, description="intra-op threads; 0 = the runtime's default")
+    batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
+
+
+class ServerConfig(_Strict):
+    host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 to serve the network")
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class ResultsConfig(_Strict):
+    ring_size: int = Field(10_000, ge=10, le=1_000_000, description="results kept in memory for polling")
+    stale_periods: float = Field(2.0, gt=0, le=100,
+                                 description="a result older than this many frame periods (plus the "
+                                             "pipeline's own latency) is never served as a fresh OK")
+
+
+class ServiceConfig(_Strict):
+    model: Path = Field(description="model bundle directory")
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
+    engine: EngineConfig = EngineConfig()
+    server: ServerConfig = ServerConfig()
+    results: ResultsConfig = ResultsConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cams):
+        names = [c.name for c in cams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        return cams
+
+
+def _env_overrides(raw: dict) -> dict:
+    env = os.environ
+    if "EDGE_AD_MODEL" in env:
+        raw["model"] = env["EDGE_AD_MODEL"]
+    if "EDGE_AD_SOURCE" in env:
+        raw["cameras"] = [{"name": "cam0", "source": env["EDGE_AD_SOURCE"]}]
+    for key, field in (("EDGE_AD_HOST", "host"), ("EDGE_AD_PORT", "port")):
+        if key in env:
+            raw.setdefault("server", {})[field] = env[key]
+    return raw
+
+
+def _one_line(exc: ValidationError, where: str) -> ConfigError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{where}: {loc}: {first['msg']}{more}")
+
+
+def build_config(raw: dict, where: str = "config") -> ServiceConfig:
+    try:
+        return ServiceConfig.model_validate(_env_overrides(dict(raw)))
+    except ValidationError as exc:
+        raise _one_line(exc, where) from exc
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    config = build_config(raw, str(path))
+    if not config.model.is_absolute():  # relative to the config file, not the working directory
+        config = config.model_copy(update={"model": (path.parent / config.model).resolve()})
+    return config

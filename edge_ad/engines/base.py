@@ -1,0 +1,56 @@
+"""Engine lifecycle: activate (load, allocate, warm up) → infer → deactivate (free).
+
+Every backend takes the bundle's uint8 NHWC batch and returns the raw map (N, H, W) float32 and
+the raw score (N,) float32; nothing about thresholds is known here.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..bundle import Bundle
+
+
+class Engine(ABC):
+    name: str = ""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.provider = "inactive"
+        self.active = False
+
+    @abstractmethod
+    def activate(self) -> None:
+        """Load the model and allocate; afterwards ``infer`` may be called."""
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    @abstractmethod
+    def deactivate(self) -> None:
+        """Free every resource explicitly (not left to ``__del__``)."""
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.bundle.manifest.input
+        expected = (spec.height, spec.width, spec.channels)
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"engine input must be uint8 (N, {spec.height}, {spec.width}, "
+                             f"{spec.channels}), got {batch.dtype} {batch.shape}")
+        if not self.active:
+            raise RuntimeError("engine used before activate()")
+        return self._infer(np.ascontiguousarray(batch))
+
+    def warm_up(self, runs: int = 2) -> None:
+        spec = self.bundle.manifest.input
+        dummy = np.zeros((1, spec.height, spec.width, spec.channels), np.uint8)
+        for _ in range(runs):
+            self.infer(dummy)
+
+    def __enter__(self) -> "Engine":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()

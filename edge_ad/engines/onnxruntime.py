@@ -1,0 +1,57 @@
+"""ONNX Runtime backend. Providers are asked for in order (TensorRT EP → CUDA EP → CPU) and the
+one actually in use is read back: onnxruntime falls back to CPU silently otherwise."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import BundleError, missing_extra
+from .base import Engine
+
+log = logging.getLogger(__name__)
+PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OrtEngine(Engine):
+    name = "onnxruntime"
+
+    def __init__(self, bundle, providers: list[str] | None = None, threads: int = 0):
+        super().__init__(bundle)
+        self.requested = providers
+        self.threads = threads
+        self.session = None
+
+    def activate(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise missing_extra("onnxruntime", "runtime") from exc
+        available = ort.get_available_providers()
+        wanted = [p for p in (self.requested or PREFERRED) if p in available] or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        try:
+            self.session = ort.InferenceSession(str(self.bundle.onnx_path), opts, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(f"ONNX Runtime cannot load {self.bundle.onnx_path}: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        self.provider = self.session.get_providers()[0]
+        if self.provider != wanted[0]:
+            log.warning("asked for %s but ONNX Runtime runs on %s", wanted[0], self.provider)
+        m = self.bundle.manifest
+        self._input = m.input.name
+        self._outputs = [m.outputs.map, m.outputs.score]
+        self.active = True
+        self.warm_up()
+
+    def _infer(self, batch):
+        amap, score = self.session.run(self._outputs, {self._input: batch})
+        return amap.astype(np.float32, copy=False), score.astype(np.float32, copy=False)
+
+    def deactivate(self) -> None:
+        self.session = None
+        self.active = False
+        self.provider = "inactive"

@@ -1,0 +1,48 @@
+"""Prometheus metrics (prefix ``edge_ad_``), all in one registry that is passed in, never global."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# The per-series ``*_created`` timestamps double the exposition and no dashboard uses them.
+disable_created_metrics()
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+                    1.0, 2.5)
+_SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.999,)
+STAGES = ("preprocess", "infer", "postprocess", "publish", "end_to_end")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = r = registry or CollectorRegistry()
+        self.frames_captured = Counter("edge_ad_frames_captured", "Frames read from the source",
+                                       ["camera"], registry=r)
+        self.frames_processed = Counter("edge_ad_frames_processed", "Frames inspected",
+                                        ["camera"], registry=r)
+        self.frames_dropped = Counter("edge_ad_frames_dropped",
+                                      "Frames dropped before inspection, by drop policy",
+                                      ["camera", "reason"], registry=r)
+        self.stage_latency = Histogram("edge_ad_stage_latency_seconds", "Latency per pipeline stage",
+                                       ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.verdicts = Counter("edge_ad_verdicts", "Inspection verdicts", ["camera", "verdict"],
+                                registry=r)
+        self.score = Histogram("edge_ad_anomaly_score", "Normalized anomaly score (0.5 = threshold)",
+                               ["camera"], buckets=_SCORE_BUCKETS, registry=r)
+        self.threshold = Gauge("edge_ad_threshold_raw", "Raw image-score threshold in force",
+                               registry=r)
+        self.margin = Gauge("edge_ad_threshold_margin",
+                            "Last normalized score minus 0.5 (negative = below threshold)",
+                            ["camera"], registry=r)
+        self.model = Info("edge_ad_model", "Model bundle being served", registry=r)
+        self.engine = Info("edge_ad_engine", "Engine backend and provider in use", registry=r)
+        self.engine_errors = Counter("edge_ad_engine_errors", "Engine failures (results FAULT)",
+                                     registry=r)
+        self.camera_up = Gauge("edge_ad_camera_up", "1 while the source delivers frames",
+                               ["camera"], registry=r)
+        self.reconnects = Counter("edge_ad_camera_reconnects", "Source reopen attempts",
+                                  ["camera"], registry=r)
+        self.frame_age = Gauge("edge_ad_frame_age_seconds",
+                               "Age of the last inspected frame when its result was published",
+                               ["camera"], registry=r)
+        self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
+                                     registry=r)

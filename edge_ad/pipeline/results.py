@@ -1,0 +1,95 @@
+"""Results with sequence numbers in a bounded ring buffer: lossless polling for any client that
+polls within the ring's span, and a clear answer (the oldest seq still held) when it does not."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..decision import FAULT, OK
+
+
+@dataclass(frozen=True)
+class Result:
+    seq: int
+    camera: str
+    frame_index: int
+    captured_at: float  # wall clock of the inspected frame
+    published_at: float
+    verdict: str
+    score: float | None
+    raw_score: float | None
+    threshold: float | None
+    model: dict
+    regions: tuple = ()
+    part_id: str | None = None
+    reason: str | None = None
+    latency_ms: dict = field(default_factory=dict)
+
+    def to_json(self, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        return {
+            "seq": self.seq, "camera": self.camera, "frame_index": self.frame_index,
+            "timestamp": round(self.captured_at, 6),
+            "age_ms": round(max(0.0, now - self.captured_at) * 1000, 1),
+            "verdict": self.verdict,
+            "score": None if self.score is None else round(self.score, 5),
+            "raw_score": self.raw_score, "threshold": self.threshold, "model": self.model,
+            "regions": [r.to_json() for r in self.regions], "part_id": self.part_id,
+            "reason": self.reason, "latency_ms": self.latency_ms,
+        }
+
+
+def as_stale(result: Result, limit_s: float, now: float) -> dict:
+    """A result too old to vouch for the line right now: never served as a fresh OK."""
+    body = result.to_json(now)
+    if result.verdict == OK:
+        body["verdict"] = FAULT
+        body["reason"] = (f"stale: last inspected frame is {body['age_ms']:.0f} ms old "
+                          f"(limit {limit_s * 1000:.0f} ms)")
+    body["stale"] = True
+    return body
+
+
+class Evicted(Exception):
+    def __init__(self, oldest_seq: int):
+        super().__init__(oldest_seq)
+        self.oldest_seq = oldest_seq
+
+
+class ResultStore:
+    def __init__(self, capacity: int = 10_000, first_seq: int = 1):
+        self._ring: deque[Result] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._next_seq = first_seq
+
+    def publish(self, make) -> Result:
+        """``make(seq)`` builds the result; seq assignment and append are one atomic step."""
+        with self._lock:
+            result = make(self._next_seq)
+            self._next_seq += 1
+            self._ring.append(result)
+        return result
+
+    def latest(self, camera: str | None = None) -> Result | None:
+        with self._lock:
+            for r in reversed(self._ring):
+                if camera is None or r.camera == camera:
+                    return r
+        return None
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def after(self, seq: int, limit: int = 100) -> list[Result]:
+        """Results with seq > ``seq``, oldest first. Raises Evicted when some were lost."""
+        with self._lock:
+            if not self._ring:
+                return []
+            oldest = self._ring[0].seq
+            if seq < oldest - 1:
+                raise Evicted(oldest)
+            start = max(0, seq - oldest + 1)
+            return [self._ring[i] for i in range(start, min(len(self._ring), start + limit))]

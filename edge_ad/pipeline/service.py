@@ -1,0 +1,177 @@
+"""The running pipeline: capture threads → slots → one inference worker → result store.
+
+The worker owns the engine (activate, infer, deactivate all happen on its thread, as a CUDA
+context requires) and batches the frames waiting across cameras up to ``batch_size``.
+An engine exception turns the affected frames into FAULT results and is counted; the worker
+keeps running.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..decision import FAULT
+from ..engines import Engine
+from ..inspector import Inspection, Inspector
+from ..metrics import Metrics
+from ..sources.base import Frame, Source
+from .capture import CameraState, CaptureThread
+from .results import Result, ResultStore
+from .slot import LatestFrameSlot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class View:
+    """The last inspected frame of a camera, for overlays rendered on request."""
+    seq: int
+    frame_rgb: np.ndarray
+    inspection: Inspection | None
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, inspector: Inspector, sources: dict[str, Source],
+                 metrics: Metrics, store: ResultStore, batch_size: int = 1,
+                 stale_periods: float = 2.0):
+        self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
+        self.batch_size = batch_size
+        self.stale_periods = stale_periods
+        self._stop = threading.Event()
+        self._wakeup = threading.Condition()
+        self.cameras = {n: CameraState(n, s.uri) for n, s in sources.items()}
+        self.slots = {n: LatestFrameSlot(n, self._wakeup) for n in sources}
+        self._captures = [CaptureThread(s, self.slots[n], self.cameras[n], metrics, self._stop)
+                          for n, s in sources.items()]
+        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        self.views: dict[str, View] = {}
+        self.engine_ready = threading.Event()
+        self.engine_error: str | None = None
+        self.last_e2e_s: dict[str, float] = {}
+        self.processed = 0
+        m = inspector.manifest
+        self.model_info = {"name": m.name, "version": m.version, "family": m.family}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._worker.start()
+        for t in self._captures:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._wakeup:
+            self._wakeup.notify_all()
+        for t in self._captures:
+            t.join(timeout)
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+
+    @property
+    def finished(self) -> bool:
+        """Every finite source ended and every frame it delivered has been inspected."""
+        return all(c.ended for c in self.cameras.values()) and not any(s.depth for s in self.slots.values())
+
+    # -- freshness ---------------------------------------------------------------------------
+    def stale_limit_s(self, camera: str) -> float:
+        """How old a camera's last result may be and still stand for the line right now:
+        ``stale_periods`` frame periods plus the time the pipeline itself takes."""
+        period = self.cameras[camera].period_s or 0.1
+        return max(0.1, self.stale_periods * period + self.last_e2e_s.get(camera, 0.0))
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        reasons = []
+        if not self.engine_ready.is_set():
+            reasons.append(self.engine_error or "engine not loaded yet")
+        now = time.time()
+        for name, cam in self.cameras.items():
+            if not cam.up:
+                reasons.append(f"camera {name}: {cam.error or 'no frames yet'}")
+                continue
+            latest = self.store.latest(name)
+            if latest is None:
+                reasons.append(f"camera {name}: no inspected frame yet")
+            elif now - latest.captured_at > self.stale_limit_s(name):
+                reasons.append(f"camera {name}: last inspected frame is "
+                               f"{(now - latest.captured_at) * 1000:.0f} ms old")
+        return not reasons, reasons
+
+    # -- the worker --------------------------------------------------------------------------
+    def _take_batch(self) -> list[Frame]:
+        with self._wakeup:
+            while not self._stop.is_set():
+                frames = [f for f in (s.take() for s in self.slots.values()) if f is not None]
+                if frames:
+                    return frames[: self.batch_size]
+                self._wakeup.wait(0.5)
+        return []
+
+    def _work(self) -> None:
+        try:
+            self.engine.activate()
+        except Exception as exc:  # a bad engine must leave the service up and not ready
+            self.engine_error = f"engine failed to load: {exc}"
+            log.error(self.engine_error)
+            self.metrics.engine_errors.inc()
+            return
+        self.metrics.engine.info({"backend": self.engine.name, "provider": self.engine.provider})
+        self.engine_ready.set()
+        try:
+            while not self._stop.is_set():
+                frames = self._take_batch()
+                if frames:
+                    self._process(frames)
+        finally:
+            self.engine_ready.clear()
+            self.engine.deactivate()
+
+    def _process(self, frames: list[Frame]) -> None:
+        try:
+            inspections = self.inspector.inspect([f.image_rgb for f in frames])
+            error = None
+        except Exception as exc:
+            log.exception("engine failure")
+            self.metrics.engine_errors.inc()
+            inspections, error = [None] * len(frames), f"engine failure: {exc}"
+        for frame, ins in zip(frames, inspections):
+            self._publish(frame, ins, error)
+
+    def _publish(self, frame: Frame, ins: Inspection | None, error: str | None) -> None:
+        t_pub = time.perf_counter()
+        m = self.metrics
+        cam = frame.camera
+
+        def make(seq: int) -> Result:
+            e2e_s = time.perf_counter() - frame.captured_mono
+            if ins is None:
+                return Result(seq, cam, frame.index, frame.captured_at, time.time(), FAULT, None,
+                              None, None, self.model_info, reason=error,
+                              latency_ms={"end_to_end": round(e2e_s * 1000, 2)})
+            return Result(seq, cam, frame.index, frame.captured_at, time.time(), ins.verdict,
+                          ins.score, ins.raw_score, ins.threshold, self.model_info, ins.regions,
+                          latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
+                                      "infer": round(ins.infer_s * 1000, 2),
+                                      "postprocess": round(ins.postprocess_s * 1000, 2),
+                                      "end_to_end": round(e2e_s * 1000, 2)})
+
+        result = self.store.publish(make)
+        self.views[cam] = View(result.seq, frame.image_rgb, ins)
+        e2e = time.perf_counter() - frame.captured_mono
+        self.last_e2e_s[cam] = e2e
+        self.processed += 1
+        m.frames_processed.labels(cam).inc()
+        m.verdicts.labels(cam, result.verdict).inc()
+        m.frame_age.labels(cam).set(time.time() - frame.captured_at)
+        if ins is not None:
+            m.stage_latency.labels("preprocess").observe(ins.preprocess_s)
+            m.stage_latency.labels("infer").observe(ins.infer_s)
+            m.stage_latency.labels("postprocess").observe(ins.postprocess_s)
+            m.score.labels(cam).observe(ins.score)
+            m.margin.labels(cam).set(ins.score - 0.5)
+            m.threshold.set(ins.threshold)
+        m.stage_latency.labels("publish").observe(time.perf_counter() - t_pub)
+        m.stage_latency.labels("end_to_end").observe(e2e)

@@ -1,0 +1,153 @@
+"""HTTP handlers of API v1. Read handlers never wait on inference: they read the result store
+and the last view, which the worker replaces atomically."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..decision import FAULT
+from ..overlay import encode_jpeg, render_overlay
+from ..pipeline.results import Evicted, as_stale
+from .keys import FRAME_CACHE, METRICS, PIPELINE
+
+DASHBOARD = (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+
+def _error(status: int, message: str, **extra) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer"}}',
+                                 content_type="application/json") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be between {lo} and {hi}"}}',
+                                 content_type="application/json")
+    return value
+
+
+def _camera(request: web.Request) -> str | None:
+    camera = request.query.get("camera")
+    if camera is not None and camera not in request.app[PIPELINE].cameras:
+        raise web.HTTPNotFound(text=f'{{"error": "unknown camera"}}', content_type="application/json")
+    return camera
+
+
+def _latest_json(request: web.Request) -> tuple[dict | None, int]:
+    pipeline = request.app[PIPELINE]
+    latest = pipeline.store.latest(_camera(request))
+    if latest is None:
+        return None, 503
+    now = time.time()
+    limit = pipeline.stale_limit_s(latest.camera)
+    if now - latest.captured_at > limit:
+        return as_stale(latest, limit, now), 200
+    body = latest.to_json(now)
+    body["stale"] = False
+    return body, 200
+
+
+async def result(request: web.Request) -> web.Response:
+    body, status = _latest_json(request)
+    if body is None:
+        return _error(503, "no inspected frame yet", verdict=FAULT)
+    return web.json_response(body, status=status)
+
+
+async def verdict(request: web.Request) -> web.Response:
+    body, _ = _latest_json(request)
+    if body is None:
+        return web.Response(text="0 FAULT 0.00000 0\n", status=503)
+    score = body["score"] if body["score"] is not None else 0.0
+    return web.Response(text=f"{body['seq']} {body['verdict']} {score:.5f} {body['age_ms']:.0f}\n")
+
+
+async def results(request: web.Request) -> web.Response:
+    store = request.app[PIPELINE].store
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    try:
+        items = store.after(after, limit)
+    except Evicted as exc:
+        return _error(410, "results after that seq were evicted from the ring buffer; resume from "
+                           "oldest_seq - 1", oldest_seq=exc.oldest_seq)
+    now = time.time()
+    return web.json_response({"results": [r.to_json(now) for r in items], "last_seq": store.last_seq})
+
+
+async def frame_jpg(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    camera = _camera(request) or next(iter(pipeline.cameras))
+    overlay = request.query.get("overlay", "1") not in ("0", "false", "no")
+    view = pipeline.views.get(camera)
+    if view is None:
+        return _error(503, "no inspected frame yet")
+    cache = request.app[FRAME_CACHE]
+    key = (camera, view.seq, overlay)
+    jpeg = cache.get(key)
+    if jpeg is None:
+        ins = view.inspection
+
+        def encode() -> bytes:
+            if not overlay:
+                return encode_jpeg(view.frame_rgb)
+            if ins is None:
+                return encode_jpeg(render_overlay(view.frame_rgb, None, FAULT, None))
+            return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score,
+                                              ins.regions))
+
+        jpeg = await asyncio.get_running_loop().run_in_executor(None, encode)
+        cache.clear()  # one frame per camera/overlay is all anyone asks for
+        cache[key] = jpeg
+    return web.Response(body=jpeg, content_type="image/jpeg",
+                        headers={"Cache-Control": "no-store", "X-Seq": str(view.seq)})
+
+
+async def status(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    m = pipeline.inspector.manifest
+    ready, reasons = pipeline.readiness()
+    return web.json_response({
+        "version": __version__,
+        "ready": ready, "not_ready_reasons": reasons,
+        "model": {"name": m.name, "version": m.version, "family": m.family,
+                  "input": m.input.model_dump(), "threshold": m.thresholds.image.threshold},
+        "engine": {"backend": pipeline.engine.name, "provider": pipeline.engine.provider,
+                   "error": pipeline.engine_error},
+        "cameras": [{"name": c.name, "source": c.uri, "up": c.up, "ended": c.ended,
+                     "error": c.error, "frames_captured": c.frames, "reconnects": c.reconnects,
+                     "frames_dropped": pipeline.slots[c.name].dropped_count,
+                     "fps": round(1.0 / c.period_s, 2) if c.period_s else None}
+                    for c in pipeline.cameras.values()],
+        "frames_processed": pipeline.processed,
+        "last_seq": pipeline.store.last_seq,
+    })
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, reasons = request.app[PIPELINE].readiness()
+    return web.json_response({"ready": ready, "reasons": reasons}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    return web.Response(body=DASHBOARD, content_type="text/html")

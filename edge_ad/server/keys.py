@@ -1,0 +1,9 @@
+"""Typed keys of the parts injected into the aiohttp application."""
+from aiohttp import web
+
+from ..metrics import Metrics
+from ..pipeline.service import Pipeline
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+METRICS = web.AppKey("metrics", Metrics)
+FRAME_CACHE = web.AppKey("frame_cache", dict)

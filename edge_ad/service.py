@@ -1,0 +1,27 @@
+"""Assembling the service from a config: bundle → engine → inspector → sources → pipeline → app."""
+from __future__ import annotations
+
+from .bundle import load_bundle
+from .config import ServiceConfig
+from .engines import create_engine
+from .inspector import Inspector
+from .metrics import Metrics
+from .pipeline.results import ResultStore
+from .pipeline.service import Pipeline
+from .sources.base import open_source
+
+
+def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pipeline:
+    """Everything that can be checked without running is checked here, so a bad bundle or an
+    unknown source scheme fails at start with one clear line."""
+    metrics = metrics or Metrics()
+    bundle = load_bundle(config.model)
+    engine = create_engine(bundle, config.engine.backend, providers=config.engine.providers,
+                           threads=config.engine.threads)
+    sources = {cam.name: open_source(cam.source) for cam in config.cameras}
+    m = bundle.manifest
+    metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
+                        "onnx_sha256": m.provenance.onnx_sha256[:16]})
+    return Pipeline(engine, Inspector(engine, m), sources, metrics,
+                    ResultStore(config.results.ring_size), batch_size=config.engine.batch_size,
+                    stale_periods=config.results.stale_periods)

@@ -1,0 +1,61 @@
+"""Reading normal images for training: an MVTec-layout category (``train/good``) or a plain folder.
+
+Images are resized with the runtime's own ``to_model_input`` so that training and inference see
+pixels prepared exactly alike.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from edge_ad.errors import EdgeAdError, ImageError
+from edge_ad.imageio import read_image, to_model_input
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def normal_images(data: str | Path) -> list[Path]:
+    data = Path(data)
+    if not data.is_dir():
+        raise EdgeAdError(f"training data not found: {data}")
+    folder = data / "train" / "good" if (data / "train" / "good").is_dir() else data
+    paths = list_images(folder)
+    if len(paths) < 8:
+        raise EdgeAdError(f"{folder} holds {len(paths)} images; at least 8 good images are needed "
+                          "(50 or more recommended)")
+    return paths
+
+
+def split_holdout(paths: list[Path], seed: int, fraction: float = 0.15,
+                  minimum: int = 4) -> tuple[list[Path], list[Path]]:
+    """Deterministic split of the good images into training and held-out calibration images."""
+    n_hold = max(minimum, int(round(len(paths) * fraction)))
+    order = np.random.default_rng(seed).permutation(len(paths))
+    hold = sorted(paths[i] for i in order[:n_hold])
+    train = sorted(paths[i] for i in order[n_hold:])
+    return train, hold
+
+
+def load_images(paths: list[Path], size: int, channels: int = 3) -> np.ndarray:
+    """(N, size, size, channels) uint8; a broken file names itself."""
+    out = np.empty((len(paths), size, size, channels), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            out[i] = to_model_input(read_image(p), size, size, channels)
+        except ImageError as exc:
+            raise EdgeAdError(f"cannot use training image: {exc}") from exc
+    return out
+
+
+def data_hash(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()

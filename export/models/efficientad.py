@@ -1,0 +1,133 @@
+"""EfficientAD-style student–teacher on a frozen pretrained EfficientNet-Lite teacher.
+
+The teacher's multi-scale features (stride 4, 8 and 16, brought to stride 8 and locally averaged)
+are what "normal" looks like; a small convolutional student learns to predict them on normal
+images only, with EfficientAD's hard-feature loss (only the hardest 0.1 % of feature errors are
+trained on, so the student does not learn to imitate the teacher everywhere, anomalies included).
+The map is the squared student–teacher difference, upsampled, smoothed and quantile-normalized
+inside the graph; the image score is the map's maximum.
+
+Teacher features for the training set are computed once and cached: the teacher is frozen and
+training sees no augmentation, so recomputing them each step would only cost time.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbone import load_backbone
+from .base import AnomalyModel, GaussianBlur, TrainSettings, register
+
+TEACHER_STAGES = (1, 2, 3)  # EfficientNet-Lite stages at stride 4, 8, 16
+
+
+class Teacher(nn.Module):
+    def __init__(self, variant: str, weights: str | None):
+        super().__init__()
+        self.backbone = load_backbone(variant, weights)
+        self.channels = sum(self.backbone.stage_channels[i] for i in TEACHER_STAGES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone.features(self.backbone.normalize(x), upto_stage=max(TEACHER_STAGES))
+        s4, s8, s16 = (feats[i] for i in TEACHER_STAGES)
+        # Static factors (input size is a multiple of 32): plain AveragePool/Resize in ONNX.
+        s4 = F.avg_pool2d(s4, 2)
+        s16 = F.interpolate(s16, scale_factor=2.0, mode="bilinear", align_corners=False)
+        f = torch.cat([s4, s8, s16], dim=1)
+        # Neighbourhood aggregation: each location describes a small patch, not one pixel.
+        return F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def _student(out_channels: int, width: int = 96) -> nn.Sequential:
+    """A patch description network: stride 8, receptive field about 60 px."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(64, width, 3, 2, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, 1, 2, dilation=2), nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(width, out_channels, 1),
+    )
+
+
+@register
+class EfficientAD(AnomalyModel):
+    family = "efficientad"
+
+    def __init__(self, backbone: str = "lite0", backbone_weights: str | None = None,
+                 student_width: int = 96, blur_sigma: float = 4.0):
+        super().__init__()
+        self._config = dict(backbone=backbone, backbone_weights=backbone_weights,
+                            student_width=student_width, blur_sigma=blur_sigma)
+        self.teacher = Teacher(backbone, backbone_weights)
+        c = self.teacher.channels
+        self.student = _student(c, student_width)
+        self.blur = GaussianBlur(blur_sigma)
+        self.register_buffer("t_mean", torch.zeros(1, c, 1, 1))
+        self.register_buffer("t_std", torch.ones(1, c, 1, 1))
+        # Map quantiles on held-out normal images (EfficientAD's q_a, q_b), folded into the graph.
+        self.register_buffer("q_a", torch.tensor(0.0))
+        self.register_buffer("q_b", torch.tensor(1.0))
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def _teacher_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.teacher(x) - self.t_mean) / self.t_std
+
+    def _raw_map(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            t = self._teacher_norm(x)
+        s = self.student(self.teacher.backbone.normalize(x))
+        d = ((t - s) ** 2).mean(dim=1, keepdim=True)
+        d = F.interpolate(d, scale_factor=8.0, mode="bilinear", align_corners=False)
+        return self.blur(d)[:, 0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
+        return m, m.amax(dim=(1, 2))
+
+    def set_map_normalization(self, maps: torch.Tensor) -> None:
+        """``maps``: raw (un-normalized) maps of held-out normal images."""
+        flat = maps.flatten().float()
+        if flat.numel() > 1_000_000:  # torch.quantile has an input size limit
+            flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+        q_a, q_b = torch.quantile(flat, torch.tensor([0.9, 0.995]))
+        self.q_a.fill_(float(q_a))
+        self.q_b.fill_(float(max(q_b, q_a + 1e-6)))
+
+    def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._raw_map(x)
+
+    def fit(self, images, settings: TrainSettings, progress=None) -> dict:
+        device = torch.device(settings.device)
+        self.to(device)
+        gen = torch.Generator().manual_seed(settings.seed)
+        with torch.no_grad():
+            feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
+            self.t_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
+            self.t_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+            targets = (feats - self.t_mean) / self.t_std
+        opt = torch.optim.Adam(self.student.parameters(), lr=settings.lr, weight_decay=1e-5)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.8 * settings.steps)], 0.1)
+        self.student.train()
+        loss_value = float("nan")
+        for step in range(settings.steps):
+            idx = torch.randint(len(images), (min(settings.batch_size, len(images)),), generator=gen)
+            x = images[idx].to(device)
+            s = self.student(self.teacher.backbone.normalize(x))
+            err = (targets[idx] - s) ** 2
+            # Hard-feature loss: train only on errors above the 99.9th percentile.
+            d_hard = torch.quantile(err.detach().flatten()[:16_000_000], 0.999)
+            loss = err[err >= d_hard].mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_value = float(loss.detach())
+            if progress:
+                progress(step, loss_value)
+        self.student.eval()
+        return {"final_loss": loss_value}

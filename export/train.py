@@ -1,0 +1,98 @@
+"""``edge-ad train``: normal images → trained model → ``RUN/checkpoint.pt`` + calibrated bundle."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .bundle_writer import write_bundle
+from .data import data_hash, load_images, normal_images, split_holdout
+from .models.base import TrainSettings, create
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEPS = {"efficientad": 300}
+
+
+def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
+          steps: int | None = None, device: str = "cpu", seed: int = 0, channels: int = 3,
+          name: str | None = None, target_fpr: float = 0.01) -> Path:
+    out = Path(out)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if device == "cuda" and not torch.cuda.is_available():
+        from edge_ad.errors import EdgeAdError
+
+        raise EdgeAdError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    if size % 32 or not 64 <= size <= 1024:
+        from edge_ad.errors import EdgeAdError
+
+        raise EdgeAdError(f"--size {size}: use a multiple of 32 between 64 and 1024")
+    paths = normal_images(data)
+    train_paths, hold_paths = split_holdout(paths, seed)
+    settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
+                             seed=seed, device=device)
+    model = create(family, backbone=settings.backbone)
+    print(f"training {family} on {len(train_paths)} normal images "
+          f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
+    train_u8 = load_images(train_paths, size, channels)
+    hold_u8 = load_images(hold_paths, size, channels)
+
+    t0 = time.perf_counter()
+    with tqdm(total=settings.steps, desc=f"train {family}", unit="step") as bar:
+        def progress(step: int, loss: float) -> None:
+            bar.update()
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+
+        stats = model.fit(_as_float_rgb(train_u8), settings, progress)
+    seconds = time.perf_counter() - t0
+    model.to("cpu").eval()
+
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    digest = data_hash(paths)
+    torch.save({"family": family, "config": model.config(), "state_dict": model.state_dict(),
+                "settings": asdict(settings), "channels": channels, "name": name or Path(data).name,
+                "holdout": [str(p) for p in hold_paths], "train_stats": stats,
+                "data_sha256": digest, "image_count": len(paths),
+                "training_seconds": seconds}, ckpt)
+    print("exporting and calibrating the bundle …")
+    bundle = write_bundle(
+        model, out / "bundle", name=name or Path(data).name, size=size, channels=channels,
+        holdout_u8=hold_u8, target_fpr=target_fpr,
+        provenance={"data_sha256": digest, "image_count": len(paths), "seed": seed,
+                    "steps": settings.steps, "training_seconds": round(seconds, 1)})
+    print(f"trained in {seconds:.0f} s; checkpoint {ckpt}; bundle {bundle}")
+    return bundle
+
+
+def load_checkpoint(path: str | Path):
+    """Rebuild the trained module from a checkpoint (for re-export and parity checks)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = create(ckpt["family"], **ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def reexport(checkpoint: str | Path, out: str | Path, target_fpr: float = 0.01) -> Path:
+    """``edge-ad export``: a fresh, calibrated bundle from a checkpoint and its held-out images."""
+    model, ckpt = load_checkpoint(checkpoint)
+    size, channels = ckpt["settings"]["size"], ckpt["channels"]
+    hold_u8 = load_images([Path(p) for p in ckpt["holdout"]], size, channels)
+    return write_bundle(
+        model, Path(out), name=ckpt["name"], size=size, channels=channels, holdout_u8=hold_u8,
+        target_fpr=target_fpr,
+        provenance={"data_sha256": ckpt["data_sha256"], "image_count": ckpt["image_count"],
+                    "seed": ckpt["settings"]["seed"], "steps": ckpt["settings"]["steps"],
+                    "training_seconds": round(ckpt["training_seconds"], 1)})
