@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="raw engine vs served pipeline, measured in one run")
     b.add_argument("bundle")
     b.add_argument("--source", help="image folder or video URI (default: synthetic frames)")
-    b.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    b.add_argument("--seconds", type=float, default=1.0, help="length of each phase in a round (default 1)")
+    b.add_argument("--rounds", type=int, default=9, help="rounds of raw/served phases (default 9)")
     b.add_argument("--json", help="write the figures to this file")
 
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
@@ -91,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from .commands.bench import run_bench
 
-        return run_bench(args.bundle, args.source, args.seconds, args.json)
+        return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds)
     if args.command == "check":
         from .commands.check import run_check
 

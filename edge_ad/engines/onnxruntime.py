@@ -16,10 +16,12 @@ PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 class OrtEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, bundle, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, bundle, providers: list[str] | None = None, threads: int = 0,
+                 spin: bool = False):
         super().__init__(bundle)
         self.requested = providers
         self.threads = threads
+        self.spin = spin
         self.session = None
 
     def activate(self) -> None:
@@ -33,6 +35,9 @@ class OrtEngine(Engine):
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        # Spinning pool threads keep their cores busy between frames; beside a capture thread on
+        # a small CPU that delays the next frame's hand-over by a scheduler tick.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         try:
             self.session = ort.InferenceSession(str(self.bundle.onnx_path), opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
