@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import BundleError
+from .validation import one_line
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -145,9 +146,7 @@ def load_bundle(path: str | Path, check_hash: bool = True) -> Bundle:
     try:
         manifest = Manifest.model_validate(migrate(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise BundleError(f"{mpath}: {where}: {first['msg']}") from exc
+        raise BundleError(one_line(exc, str(mpath), Manifest)) from exc
     onnx = path / MODEL
     if not onnx.is_file():
         raise BundleError(f"{path} is not a complete bundle: {MODEL} is missing")

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .validation import one_line
 
 
 class _Strict(BaseModel):
@@ -71,18 +72,11 @@ def _env_overrides(raw: dict) -> dict:
     return raw
 
 
-def _one_line(exc: ValidationError, where: str) -> ConfigError:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return ConfigError(f"{where}: {loc}: {first['msg']}{more}")
-
-
 def build_config(raw: dict, where: str = "config") -> ServiceConfig:
     try:
         return ServiceConfig.model_validate(_env_overrides(dict(raw)))
     except ValidationError as exc:
-        raise _one_line(exc, where) from exc
+        raise ConfigError(one_line(exc, where, ServiceConfig)) from exc
 
 
 def load_config(path: str | Path) -> ServiceConfig:

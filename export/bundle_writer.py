@@ -53,13 +53,18 @@ def parity_report(torch_out, engine_out, threshold: float) -> dict:
     }
 
 
-def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
-                 holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+def fold_map_normalization(model, holdout_u8: np.ndarray) -> None:
+    """Map statistics of held-out normal images into the module (before it is saved/exported)."""
     holdout = torch.from_numpy(holdout_u8).permute(0, 3, 1, 2).float()
-    if channels == 1:
+    if holdout.shape[1] == 1:
         holdout = holdout.expand(-1, 3, -1, -1)
     model.set_map_normalization(model.raw_maps(holdout))
+
+
+def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
+                 holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01) -> Path:
+    """``model`` must already carry its map normalization (see ``fold_map_normalization``)."""
+    out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, size, channels, out / "model.onnx")
 
     cfg = model.config()

@@ -158,14 +158,15 @@ _DRAW = {"scratch": _scratch, "stain": _stain, "hole": _hole, "foreign": _foreig
 def render(category: str, seed: int, key: object, defect: str | None = None,
            size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """One RGB uint8 part image and its uint8 mask (all zero for a good part)."""
-    rng = _rng(seed, category, key, defect)
-    img = _view(texture(category, seed), rng, size)
+    # Separate streams for the view, the defect and the camera: the same key with and without a
+    # defect gives the same part under the same noise, so masks can be checked against the image.
+    img = _view(texture(category, seed), _rng(seed, category, key, "view"), size)
     mask = np.zeros((size, size), np.uint8)
     if defect is not None:
         if defect not in _DRAW:
             raise ValueError(f"unknown defect {defect!r}; choose one of {DEFECTS}")
-        img, mask = _DRAW[defect](img, rng)
-    return _camera(img, rng), mask
+        img, mask = _DRAW[defect](img, _rng(seed, category, key, defect))
+    return _camera(img, _rng(seed, category, key, "camera")), mask
 
 
 def _write_png(path: Path, rgb_or_gray: np.ndarray) -> None:
@@ -184,7 +185,7 @@ def write_category(out: Path, category: str, seed: int, counts: Counts, bar: tqd
             bar.update()
     for defect in DEFECTS:
         for i in range(counts.per_defect):
-            img, mask = render(category, seed, ("test", i), defect)
+            img, mask = render(category, seed, ("test", defect, i), defect)
             _write_png(root / "test" / defect / f"{i:03d}.png", img)
             _write_png(root / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
             bar.update()

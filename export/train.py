@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bundle_writer import write_bundle
+from .bundle_writer import fold_map_normalization, write_bundle
 from .data import data_hash, load_images, normal_images, split_holdout
 from .models.base import TrainSettings, create
 
@@ -58,6 +58,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
         stats = model.fit(_as_float_rgb(train_u8), settings, progress)
     seconds = time.perf_counter() - t0
     model.to("cpu").eval()
+    fold_map_normalization(model, hold_u8)
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"

@@ -41,13 +41,12 @@ class Result:
         }
 
 
-def as_stale(result: Result, limit_s: float, now: float) -> dict:
-    """A result too old to vouch for the line right now: never served as a fresh OK."""
+def as_stale(result: Result, reason: str, now: float) -> dict:
+    """A result that cannot vouch for the line right now: never served as a fresh OK."""
     body = result.to_json(now)
     if result.verdict == OK:
         body["verdict"] = FAULT
-        body["reason"] = (f"stale: last inspected frame is {body['age_ms']:.0f} ms old "
-                          f"(limit {limit_s * 1000:.0f} ms)")
+        body["reason"] = f"stale: {reason}"
     body["stale"] = True
     return body
 

@@ -83,6 +83,16 @@ class Pipeline:
         period = self.cameras[camera].period_s or 0.1
         return max(0.1, self.stale_periods * period + self.last_e2e_s.get(camera, 0.0))
 
+    def staleness(self, result: Result, now: float) -> str | None:
+        """Why ``result`` cannot stand for its camera right now, or None while it is fresh."""
+        cam = self.cameras[result.camera]
+        if not cam.up:
+            return f"camera {cam.name} is down ({cam.error or 'no frames'})"
+        age, limit = now - result.captured_at, self.stale_limit_s(result.camera)
+        if age > limit:
+            return f"last inspected frame is {age * 1000:.0f} ms old (limit {limit * 1000:.0f} ms)"
+        return None
+
     def readiness(self) -> tuple[bool, list[str]]:
         reasons = []
         if not self.engine_ready.is_set():
@@ -95,9 +105,8 @@ class Pipeline:
             latest = self.store.latest(name)
             if latest is None:
                 reasons.append(f"camera {name}: no inspected frame yet")
-            elif now - latest.captured_at > self.stale_limit_s(name):
-                reasons.append(f"camera {name}: last inspected frame is "
-                               f"{(now - latest.captured_at) * 1000:.0f} ms old")
+            elif (why := self.staleness(latest, now)) is not None:
+                reasons.append(f"camera {name}: {why}")
         return not reasons, reasons
 
     # -- the worker --------------------------------------------------------------------------

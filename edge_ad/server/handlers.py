@@ -50,9 +50,9 @@ def _latest_json(request: web.Request) -> tuple[dict | None, int]:
     if latest is None:
         return None, 503
     now = time.time()
-    limit = pipeline.stale_limit_s(latest.camera)
-    if now - latest.captured_at > limit:
-        return as_stale(latest, limit, now), 200
+    why = pipeline.staleness(latest, now)
+    if why is not None:
+        return as_stale(latest, why, now), 200
     body = latest.to_json(now)
     body["stale"] = False
     return body, 200

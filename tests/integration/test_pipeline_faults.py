@@ -1,0 +1,75 @@
+"""Fault injection on the real pipeline: an engine that fails, a source faster than the engine."""
+import time
+
+import numpy as np
+
+from edge_ad.bundle import load_bundle
+from edge_ad.engines import create_engine
+from edge_ad.inspector import Inspector
+from edge_ad.metrics import Metrics
+from edge_ad.pipeline.results import ResultStore
+from edge_ad.pipeline.service import Pipeline
+from edge_ad.sources.memory import MemorySource
+
+from .helpers import wait_for
+
+
+class FlakyEngine:
+    """Wraps the real ONNX Runtime engine (same interface) and fails every third call,
+    as a GPU that runs out of memory would."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.calls = 0
+        self.name = engine.name
+
+    def __getattr__(self, item):
+        return getattr(self._engine, item)
+
+    def infer(self, batch):
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise RuntimeError("CUDA error: out of memory (injected)")
+        return self._engine.infer(batch)
+
+
+def _frames(n=4):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (128, 128, 3), np.uint8) for _ in range(n)]
+
+
+def test_engine_failure_yields_fault_results_and_keeps_running(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    engine = FlakyEngine(create_engine(bundle))
+    metrics = Metrics()
+    store = ResultStore()
+    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)},
+                    metrics, store)
+    pipe.start()
+    try:
+        wait_for(lambda: store.last_seq >= 12)
+    finally:
+        pipe.stop()
+    results = store.after(0, 12)
+    faults = [r for r in results if r.verdict == "FAULT"]
+    assert len(faults) >= 3 and all("out of memory" in r.reason for r in faults)
+    assert all(r.score is None for r in faults)  # no invented score on a failed inspection
+    assert any(r.verdict in ("OK", "NG") for r in results)
+    assert metrics.engine_errors._value.get() >= 3
+
+
+def test_fast_source_drops_are_counted_and_balance(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    engine = create_engine(bundle)
+    store = ResultStore()
+    pipe = Pipeline(engine, Inspector(engine, bundle.manifest),
+                    {"cam0": MemorySource(_frames(), fps=None)}, Metrics(), store)  # unpaced
+    pipe.start()
+    try:
+        wait_for(lambda: store.last_seq >= 20)
+    finally:
+        pipe.stop()
+    slot = pipe.slots["cam0"]
+    assert slot.dropped_count > 0
+    assert slot.put_count == slot.taken_count + slot.dropped_count + slot.depth
+    assert slot.taken_count == store.last_seq

@@ -1,0 +1,98 @@
+"""The service for real: pipeline threads, ONNX Runtime, aiohttp on a loopback port."""
+import numpy as np
+import cv2
+
+from edge_ad.config import build_config
+from edge_ad.metrics import Metrics
+from edge_ad.server.app import make_app
+from edge_ad.service import build_pipeline
+
+from .helpers import get, get_json, wait_for
+
+
+def _serve(live_server, bundle_dir, source):
+    config = build_config({"model": str(bundle_dir), "cameras": [{"source": source}]})
+    metrics = Metrics()
+    pipeline = build_pipeline(config, metrics)
+    return live_server(make_app(pipeline, metrics)), pipeline
+
+
+def test_live_video_through_http(live_server, bundle_dir, demo_root):
+    video = demo_root / "video" / "wood_line.avi"
+    srv, pipeline = _serve(live_server, bundle_dir, f"file://{video}?loop=1&fps=30")
+    assert get(srv.url + "/healthz")[0] == 200
+    wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
+
+    status, latest = get_json(srv.url + "/v1/result")
+    assert status == 200 and latest["stale"] is False
+    assert latest["verdict"] in ("OK", "NG") and 0.0 <= latest["score"] <= 1.0
+    assert latest["model"]["name"] == "wood" and latest["age_ms"] < 5000
+
+    # lossless polling: every seq from 1 on, in order, across pages
+    wait_for(lambda: pipeline.store.last_seq >= 40)
+    seen, after = [], 0
+    while len(seen) < 40:
+        status, page = get_json(f"{srv.url}/v1/results?after={after}&limit=7")
+        assert status == 200
+        seen += [r["seq"] for r in page["results"]]
+        after = seen[-1]
+    assert seen[:40] == list(range(1, 41))
+
+    # the video's defect frames come back NG and the good ones OK (truth in the CSV sidecar)
+    truth = [line.split(",")[2] for line in (video.with_suffix(".csv")).read_text().splitlines()[1:]]
+    _, page = get_json(f"{srv.url}/v1/results?after=0&limit=40")
+    agree = [(r["verdict"] == "NG") == (truth[r["frame_index"]] != "good") for r in page["results"]]
+    assert np.mean(agree) >= 0.8, agree
+
+    status, body, headers = get(srv.url + "/v1/frame.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (320, 320, 3)
+
+    status, text, _ = get(srv.url + "/v1/verdict")
+    seq, verdict, score, age = text.decode().split()
+    assert status == 200 and int(seq) >= 1 and verdict in ("OK", "NG")
+
+    status, metrics, _ = get(srv.url + "/metrics")
+    text = metrics.decode()
+    assert 'edge_ad_frames_processed_total{camera="cam0"}' in text
+    assert "edge_ad_stage_latency_seconds_bucket" in text
+    assert 'edge_ad_engine_info{backend="onnxruntime",provider="CPUExecutionProvider"}' in text
+    assert 'edge_ad_http_requests_total{code="200",route="/v1/result"}' in text
+
+    status, page, headers = get(srv.url + "/")
+    assert status == 200 and b"/v1/frame.jpg" in page and "text/html" in headers["Content-Type"]
+
+    status, st = get_json(srv.url + "/v1/status")
+    assert st["engine"]["provider"] == "CPUExecutionProvider" and st["cameras"][0]["up"] is True
+
+
+def test_bad_query_parameters_are_400_not_500(live_server, bundle_dir, demo_root):
+    srv, _ = _serve(live_server, bundle_dir, f"dir://{demo_root}/wood/test/good?loop=1&fps=20")
+    for q in ("after=abc", "after=-1", "limit=0", "limit=100000"):
+        assert get(f"{srv.url}/v1/results?{q}")[0] == 400, q
+    assert get(f"{srv.url}/v1/result?camera=nope")[0] == 404
+    assert get(f"{srv.url}/v1/nope")[0] == 404
+
+
+def test_ended_source_never_leaves_a_fresh_ok(live_server, bundle_dir, demo_root):
+    srv, pipeline = _serve(live_server, bundle_dir, f"dir://{demo_root}/wood/test/good?fps=20")
+    wait_for(lambda: pipeline.finished and pipeline.store.last_seq == 8)
+    wait_for(lambda: get(srv.url + "/readyz")[0] == 503)
+    _, body = get_json(srv.url + "/readyz")
+    assert any("end of stream" in r for r in body["reasons"])
+    _, latest = get_json(srv.url + "/v1/result")
+    assert latest["stale"] is True and latest["verdict"] != "OK"
+    if latest["verdict"] == "FAULT":
+        assert "camera cam0 is down (end of stream)" in latest["reason"]
+    assert get(srv.url + "/v1/verdict")[1].split()[1] in (b"FAULT", b"NG")
+
+
+def test_missing_source_is_not_ready_with_reason(live_server, bundle_dir, tmp_path):
+    srv, _ = _serve(live_server, bundle_dir, f"file://{tmp_path}/gone.avi")
+    _, body = wait_for(lambda: (lambda r: r if r[0] == 503 and r[1]["reasons"] else None)(
+        get_json(srv.url + "/readyz")))
+    assert any("video file not found" in r for r in body["reasons"])
+    status, body = get_json(srv.url + "/v1/result")
+    assert status == 503 and body["verdict"] == "FAULT"
+    assert get(srv.url + "/healthz")[0] == 200  # alive, just not ready

@@ -1,0 +1,46 @@
+import pytest
+
+from edge_ad.config import build_config, load_config
+from edge_ad.errors import ConfigError
+
+
+def test_minimal_config_defaults(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: models/b\ncameras:\n  - source: dir:///x\n")
+    cfg = load_config(f)
+    assert cfg.model == (tmp_path / "models" / "b").resolve()  # relative to the config file
+    assert cfg.server.port == 8080 and cfg.cameras[0].name == "cam0"
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: b\ncameras:\n  - source: dir:///x\nserver:\n  prot: 1\n")
+    with pytest.raises(ConfigError, match=r"server\.prot: unknown key \(did you mean 'port'\?\)"):
+        load_config(f)
+
+
+def test_bounds_are_enforced():
+    with pytest.raises(ConfigError, match="server.port"):
+        build_config({"model": "b", "cameras": [{"source": "dir:///x"}], "server": {"port": 70000}})
+
+
+def test_duplicate_camera_names():
+    with pytest.raises(ConfigError, match="unique"):
+        build_config({"model": "b", "cameras": [{"source": "dir:///x"}, {"source": "dir:///y"}]})
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("EDGE_AD_PORT", "9123")
+    monkeypatch.setenv("EDGE_AD_SOURCE", "file:///v.avi")
+    cfg = build_config({"model": "b", "cameras": [{"source": "dir:///x"}]})
+    assert cfg.server.port == 9123
+    assert cfg.cameras[0].source == "file:///v.avi"
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
