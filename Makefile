@@ -18,7 +18,8 @@ install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.created:
-	$(PYTHON) -m venv $(VENV)
+	@# Debian's own python3 ships venv separately (python3-venv): install it when missing.
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	@touch $@
 
 $(VENV)/.installed-run: pyproject.toml $(VENV)/.created

@@ -90,6 +90,16 @@ def load_config(path: str | Path) -> ServiceConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     config = build_config(raw, str(path))
-    if not config.model.is_absolute():  # relative to the config file, not the working directory
-        config = config.model_copy(update={"model": (path.parent / config.model).resolve()})
-    return config
+    # Relative paths are relative to the config file, not to wherever the service was started.
+    base = path.parent
+    cameras = [c.model_copy(update={"source": _resolve_source(c.source, base)}) for c in config.cameras]
+    model = config.model if config.model.is_absolute() else (base / config.model).resolve()
+    return config.model_copy(update={"model": model, "cameras": cameras})
+
+
+def _resolve_source(uri: str, base: Path) -> str:
+    scheme, sep, rest = uri.partition("://")
+    if scheme not in ("file", "dir") or not sep or rest.startswith("/"):
+        return uri
+    path, q, query = rest.partition("?")
+    return f"{scheme}://{(base / path).resolve()}{q}{query}"

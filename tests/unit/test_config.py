@@ -6,9 +6,11 @@ from edge_ad.errors import ConfigError
 
 def test_minimal_config_defaults(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("model: models/b\ncameras:\n  - source: dir:///x\n")
+    f.write_text("model: models/b\ncameras:\n  - source: dir:///x\n  - {name: c1, source: 'file://v/a.avi?loop=1'}\n")
     cfg = load_config(f)
     assert cfg.model == (tmp_path / "models" / "b").resolve()  # relative to the config file
+    assert cfg.cameras[0].source == "dir:///x"
+    assert cfg.cameras[1].source == f"file://{(tmp_path / 'v' / 'a.avi').resolve()}?loop=1"
     assert cfg.server.port == 8080 and cfg.cameras[0].name == "cam0"
 
 
