@@ -16,7 +16,7 @@ from .models.base import TrainSettings, create
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = {"efficientad": 300}
+DEFAULT_STEPS = {"efficientad": 600}
 
 
 def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
