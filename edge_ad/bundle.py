@@ -62,13 +62,15 @@ class Thresholds(_Strict):
 
 
 class Calibration(_Strict):
-    method: str = "normal-gaussian-tail"
+    method: str = "uncalibrated"
     target_fpr: float | None = None
+    confidence: float | None = None
     normal_count: int = 0
     abnormal_count: int = 0
     normal_score_mean: float | None = None
     normal_score_std: float | None = None
     normal_score_max: float | None = None
+    fit: dict[str, float] = Field(default_factory=dict)
     data_sha256: str | None = None
 
 

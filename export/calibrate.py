@@ -1,29 +1,57 @@
-"""Normal-only threshold through the real engine (a first method; see docs/calibration.md).
+"""Normal-only thresholds with a confidence bound (method and evidence: docs/calibration.md).
 
-The raw scores of held-out normal images are fitted with a Gaussian; the threshold sits where
-its upper tail holds ``target_fpr`` of normal parts, and never below the highest held-out normal
-score. The scale puts the median normal image at a normalized score of 0.
+Image scores are maxima of anomaly maps: positive and right-skewed, with a heavier upper tail
+than a Gaussian. Their logarithm is fitted with a Gaussian, and the threshold is the one-sided
+normal *tolerance* bound: with probability ``confidence``, at least ``1 - target_fpr`` of
+normal parts score below it. A plain quantile of the fit ignores that μ and σ come from a
+dozen images; in simulation it overshot a 1 % false-reject target four times in five.
 """
 from __future__ import annotations
 
-from statistics import NormalDist
+import math
 
 import numpy as np
+from scipy import stats
 
 from edge_ad.bundle import Calibration, Normalization, Thresholds
+from edge_ad.errors import EdgeAdError
+
+MIN_NORMAL_IMAGES = 8
 
 
-def normal_only_thresholds(scores: np.ndarray, target_fpr: float = 0.01) -> tuple[Thresholds, Calibration]:
+def tolerance_factor(n: int, coverage: float, confidence: float) -> float:
+    """k such that mean + k·sd bounds the ``coverage`` quantile with ``confidence``
+    (exact, through the non-central t distribution)."""
+    z = stats.norm.ppf(coverage)
+    return float(stats.nct.ppf(confidence, df=n - 1, nc=z * math.sqrt(n)) / math.sqrt(n))
+
+
+def normal_only_thresholds(scores, target_fpr: float = 0.01,
+                           confidence: float = 0.9) -> tuple[Thresholds, Calibration]:
     scores = np.asarray(scores, np.float64)
-    mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
-    z = NormalDist().inv_cdf(1.0 - target_fpr)
-    threshold = max(mean + z * std, float(scores.max()) * 1.0001 + 1e-9)
+    n = len(scores)
+    if n < MIN_NORMAL_IMAGES:
+        raise EdgeAdError(f"calibration needs at least {MIN_NORMAL_IMAGES} held-out normal images, "
+                          f"got {n}: add good images (50 or more recommended)")
+    if not 0 < target_fpr < 0.5:
+        raise EdgeAdError(f"target false-reject rate {target_fpr} must be between 0 and 0.5")
+    k = tolerance_factor(n, 1.0 - target_fpr, confidence)
+    if (scores > 0).all():
+        logs = np.log(scores)
+        bound = math.exp(logs.mean() + k * logs.std(ddof=1))
+        method, fit = "lognormal-tolerance", {"log_mean": float(logs.mean()),
+                                              "log_std": float(logs.std(ddof=1)), "k": k}
+    else:  # a family whose scores can be ≤ 0 cannot use the log; the Gaussian bound is next best
+        bound = scores.mean() + k * scores.std(ddof=1)
+        method, fit = "normal-tolerance", {"k": k}
+    threshold = max(bound, float(scores.max()) * 1.0001 + 1e-12)
     scale = max(threshold - float(np.median(scores)), 1e-6)
     norm = Normalization(threshold=threshold, scale=scale)
     # The image score is the map's maximum, so one threshold serves both: an image is NG exactly
     # when some pixel is, and every NG comes with at least one region that explains it.
     thresholds = Thresholds(image=norm, pixel=norm)
-    calibration = Calibration(method="normal-gaussian-tail", target_fpr=target_fpr,
-                              normal_count=len(scores), normal_score_mean=mean,
-                              normal_score_std=std, normal_score_max=float(scores.max()))
+    calibration = Calibration(method=method, target_fpr=target_fpr, confidence=confidence,
+                              normal_count=n, normal_score_mean=float(scores.mean()),
+                              normal_score_std=float(scores.std(ddof=1)),
+                              normal_score_max=float(scores.max()), fit=fit)
     return thresholds, calibration

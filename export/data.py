@@ -26,15 +26,16 @@ def normal_images(data: str | Path) -> list[Path]:
         raise EdgeAdError(f"training data not found: {data}")
     folder = data / "train" / "good" if (data / "train" / "good").is_dir() else data
     paths = list_images(folder)
-    if len(paths) < 8:
-        raise EdgeAdError(f"{folder} holds {len(paths)} images; at least 8 good images are needed "
-                          "(50 or more recommended)")
+    if len(paths) < 16:
+        raise EdgeAdError(f"{folder} holds {len(paths)} images; at least 16 good images are needed "
+                          "(8 to train, 8 to calibrate; 50 or more recommended)")
     return paths
 
 
-def split_holdout(paths: list[Path], seed: int, fraction: float = 0.15,
-                  minimum: int = 4) -> tuple[list[Path], list[Path]]:
-    """Deterministic split of the good images into training and held-out calibration images."""
+def split_holdout(paths: list[Path], seed: int, fraction: float = 0.2,
+                  minimum: int = 8) -> tuple[list[Path], list[Path]]:
+    """Deterministic split of the good images into training and held-out calibration images
+    (at least ``minimum`` held out, the fewest the calibration's confidence bound accepts)."""
     n_hold = max(minimum, int(round(len(paths) * fraction)))
     order = np.random.default_rng(seed).permutation(len(paths))
     hold = sorted(paths[i] for i in order[:n_hold])

@@ -155,9 +155,9 @@ def _foreign(img, rng):
 _DRAW = {"scratch": _scratch, "stain": _stain, "hole": _hole, "foreign": _foreign}
 
 
-def render(category: str, seed: int, key: object, defect: str | None = None,
-           size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """One RGB uint8 part image and its uint8 mask (all zero for a good part)."""
+def _clean(category: str, seed: int, key: object, defect: str | None,
+           size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part as it lies under the camera (float RGB) and its defect mask, before the camera."""
     # Separate streams for the view, the defect and the camera: the same key with and without a
     # defect gives the same part under the same noise, so masks can be checked against the image.
     img = _view(texture(category, seed), _rng(seed, category, key, "view"), size)
@@ -166,6 +166,13 @@ def render(category: str, seed: int, key: object, defect: str | None = None,
         if defect not in _DRAW:
             raise ValueError(f"unknown defect {defect!r}; choose one of {DEFECTS}")
         img, mask = _DRAW[defect](img, _rng(seed, category, key, defect))
+    return img, mask
+
+
+def render(category: str, seed: int, key: object, defect: str | None = None,
+           size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """One RGB uint8 part image and its uint8 mask (all zero for a good part)."""
+    img, mask = _clean(category, seed, key, defect, size)
     return _camera(img, _rng(seed, category, key, "camera")), mask
 
 
@@ -192,25 +199,26 @@ def write_category(out: Path, category: str, seed: int, counts: Counts, bar: tqd
 
 
 def write_video(path: Path, category: str, seed: int, parts: int = 40, frames_per_part: int = 6,
-                fps: float = 12.0, size: int = 320, defect_every: int = 5) -> Path:
-    """Parts passing a camera: each part holds still for a few frames with a little vibration and
-    fresh sensor noise; every ``defect_every``-th part carries a defect. A CSV sidecar lists the
-    truth per frame (frame, part, defect)."""
+                fps: float = 12.0, size: int = IMAGE_SIZE, defect_every: int = 5) -> Path:
+    """Parts passing a camera: each part holds still for a few frames with a little vibration;
+    every ``defect_every``-th part carries a defect. Each frame goes through the same camera
+    model (exposure, noise, JPEG) at the same resolution as the data set's images, as frames
+    from the line's own camera would. A CSV sidecar lists the truth per frame."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot write an MJPG video to {path}")
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 97)
     truth = []
     frame_no = 0
     for part in tqdm(range(parts), desc=f"video {path.name}", unit="part", leave=False):
         defect = DEFECTS[(part // defect_every) % len(DEFECTS)] if part % defect_every == 3 else None
-        base, _ = render(category, seed, ("video", part), defect, size=size)
-        frng = _rng(seed, "video-frames", part)
-        for _ in range(frames_per_part):
-            m = np.float32([[1, 0, frng.normal(0, 0.8)], [0, 1, frng.normal(0, 0.8)]])
-            frame = cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT)
-            frame = np.clip(frame + frng.normal(0, 1.5, frame.shape), 0, 255).astype(np.uint8)
-            writer.write(frame[:, :, ::-1].copy())
+        clean, _ = _clean(category, seed, ("video", part), defect, size)
+        for i in range(frames_per_part):
+            frng = _rng(seed, "video-frame", part, i)
+            shake = np.float32([[1, 0, frng.normal(0, 0.7)], [0, 1, frng.normal(0, 0.7)]])
+            moved = cv2.warpAffine(clean, shake, (size, size), borderMode=cv2.BORDER_REFLECT)
+            writer.write(_camera(moved, frng)[:, :, ::-1].copy())
             truth.append((frame_no, part, defect or "good"))
             frame_no += 1
     writer.release()

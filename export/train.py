@@ -42,7 +42,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     train_paths, hold_paths = split_holdout(paths, seed)
     settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
                              seed=seed, device=device)
-    model = create(family, backbone=settings.backbone)
+    model = create(family, size=size, backbone=settings.backbone)
     print(f"training {family} on {len(train_paths)} normal images "
           f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
     train_u8 = load_images(train_paths, size, channels)

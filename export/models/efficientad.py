@@ -4,8 +4,14 @@ The teacher's multi-scale features (stride 4, 8 and 16, brought to stride 8 and 
 are what "normal" looks like; a small convolutional student learns to predict them on normal
 images only, with EfficientAD's hard-feature loss (only the hardest 0.1 % of feature errors are
 trained on, so the student does not learn to imitate the teacher everywhere, anomalies included).
-The map is the squared student–teacher difference, upsampled, smoothed and quantile-normalized
-inside the graph; the image score is the map's maximum.
+The map is the squared student–teacher difference, upsampled and smoothed, then standardized
+per pixel with the mean and spread of normal maps at that location, then quantile-normalized,
+all inside the graph; the image score is the map's maximum.
+
+Why per pixel: student and teacher pad differently at the image border, so their disagreement
+there is systematically higher (on the demo wood, corners averaged 1.8x the centre and every
+normal image had its maximum within 16 px of the border). Without the correction the image
+score measures border noise: less sensitive in the middle, and false rejects at the corners.
 
 Teacher features for the training set are computed once and cached: the teacher is frozen and
 training sees no augmentation, so recomputing them each step would only cost time.
@@ -55,10 +61,10 @@ def _student(out_channels: int, width: int = 96) -> nn.Sequential:
 class EfficientAD(AnomalyModel):
     family = "efficientad"
 
-    def __init__(self, backbone: str = "lite0", backbone_weights: str | None = None,
+    def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  student_width: int = 96, blur_sigma: float = 4.0):
         super().__init__()
-        self._config = dict(backbone=backbone, backbone_weights=backbone_weights,
+        self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
                             student_width=student_width, blur_sigma=blur_sigma)
         self.teacher = Teacher(backbone, backbone_weights)
         c = self.teacher.channels
@@ -66,6 +72,9 @@ class EfficientAD(AnomalyModel):
         self.blur = GaussianBlur(blur_sigma)
         self.register_buffer("t_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("t_std", torch.ones(1, c, 1, 1))
+        # Per-pixel statistics of normal maps (set after training), folded into the graph.
+        self.register_buffer("pix_mean", torch.zeros(1, size, size))
+        self.register_buffer("pix_std", torch.ones(1, size, size))
         # Map quantiles on held-out normal images (EfficientAD's q_a, q_b), folded into the graph.
         self.register_buffer("q_a", torch.tensor(0.0))
         self.register_buffer("q_b", torch.tensor(1.0))
@@ -82,7 +91,7 @@ class EfficientAD(AnomalyModel):
         s = self.student(self.teacher.backbone.normalize(x))
         d = ((t - s) ** 2).mean(dim=1, keepdim=True)
         d = F.interpolate(d, scale_factor=8.0, mode="bilinear", align_corners=False)
-        return self.blur(d)[:, 0]
+        return (self.blur(d)[:, 0] - self.pix_mean) / self.pix_std
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
@@ -130,4 +139,18 @@ class EfficientAD(AnomalyModel):
             if progress:
                 progress(step, loss_value)
         self.student.eval()
+        self._fit_pixel_stats(images, device)
         return {"final_loss": loss_value}
+
+    def _fit_pixel_stats(self, images: torch.Tensor, device: torch.device) -> None:
+        """Mean and spread of the normal map at every pixel, from the training images, smoothed
+        (σ = 8 px) so that a few dozen images give a stable estimate."""
+        self.pix_mean.zero_()
+        self.pix_std.fill_(1.0)
+        with torch.no_grad():
+            maps = torch.cat([self._raw_map(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
+            smooth = GaussianBlur(8.0).to(device)
+            mean = smooth(maps.mean(0, keepdim=True)[:, None])[:, 0]
+            std = smooth(maps.std(0, keepdim=True)[:, None])[:, 0]
+        self.pix_mean.copy_(mean)
+        self.pix_std.copy_(std.clamp_min(float(std.mean()) * 0.1))

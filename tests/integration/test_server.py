@@ -47,7 +47,7 @@ def test_live_video_through_http(live_server, bundle_dir, demo_root):
     status, body, headers = get(srv.url + "/v1/frame.jpg")
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
     img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == (320, 320, 3)
+    assert img.shape == (256, 256, 3)
 
     status, text, _ = get(srv.url + "/v1/verdict")
     seq, verdict, score, age = text.decode().split()

@@ -64,6 +64,6 @@ def test_video_file_frames_and_loop(demo_root):
     assert src.pace_fps == pytest.approx(12.0)
     n = int(src.cap.get(cv2.CAP_PROP_FRAME_COUNT))
     frames = [src.read() for _ in range(n + 2)]  # past the end: loops back to frame 0
-    assert all(f is not None and f.shape == (320, 320, 3) for f in frames)
+    assert all(f is not None and f.shape == (256, 256, 3) for f in frames)
     assert np.array_equal(frames[0], frames[n])
     src.close()

@@ -1,0 +1,80 @@
+"""How often does a normal-only threshold miss its false-reject target?
+
+Scores many fresh normal and defect parts from the demo generator (parts no model trained on)
+with a bundle's real engine, then repeatedly draws N normal scores as if they were the held-out
+calibration set, sets the threshold by each rule, and measures the false-reject rate on the
+other normal parts and the miss rate on the defects.
+
+    python bench/calibration_study.py var/runs/wood/bundle --category wood
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy import stats
+
+from edge_ad.bundle import load_bundle
+from edge_ad.engines import create_engine
+from export.calibrate import normal_only_thresholds, tolerance_factor
+from export.demo_data import DEFECTS, render
+
+
+def _gauss_z(h, fpr):
+    return h.mean() + stats.norm.ppf(1 - fpr) * h.std(ddof=1)
+
+
+def _gauss_tol(h, fpr):
+    return h.mean() + tolerance_factor(len(h), 1 - fpr, 0.9) * h.std(ddof=1)
+
+
+def _edge_ad(h, fpr):
+    return normal_only_thresholds(h, fpr)[0].image.threshold
+
+
+RULES = {"gaussian quantile": _gauss_z, "gaussian tolerance 90%": _gauss_tol,
+         "edge-ad (lognormal tolerance 90%)": _edge_ad}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("bundle")
+    p.add_argument("--category", default="wood")
+    p.add_argument("--seed", type=int, default=0, help="demo-data seed the bundle was trained on")
+    p.add_argument("--normals", type=int, default=400)
+    p.add_argument("--defects-per-type", type=int, default=25)
+    p.add_argument("--target-fpr", type=float, default=0.01)
+    p.add_argument("--sizes", default="9,12,16")
+    p.add_argument("--trials", type=int, default=1000)
+    args = p.parse_args()
+
+    bundle = load_bundle(args.bundle)
+    size = bundle.manifest.input.height
+    normal = np.stack([render(args.category, args.seed, ("study", i), size=size)[0]
+                       for i in range(args.normals)])
+    defect = np.stack([render(args.category, args.seed, ("study-defect", d, i), d, size=size)[0]
+                       for d in DEFECTS for i in range(args.defects_per_type)])
+    with create_engine(bundle) as engine:
+        def scores(x):
+            return np.concatenate([engine.infer(x[i:i + 16])[1] for i in range(0, len(x), 16)])
+
+        n, d = scores(normal), scores(defect)
+    rng = np.random.default_rng(0)
+    print(f"{args.normals} fresh normal and {len(d)} defect parts; target false-reject rate "
+          f"{args.target_fpr}; {args.trials} draws per row")
+    print(f"{'n':>3}  {'rule':<34} {'FR median':>9} {'FR p90':>7} {'P(FR>target)':>12} {'miss median':>11}")
+    for k in (int(s) for s in args.sizes.split(",")):
+        for name, rule in RULES.items():
+            fr, miss = [], []
+            for _ in range(args.trials):
+                idx = rng.choice(len(n), k, replace=False)
+                t = max(rule(n[idx], args.target_fpr), n[idx].max() * 1.0001)
+                fr.append(np.mean(np.delete(n, idx) >= t))
+                miss.append(np.mean(d < t))
+            fr = np.asarray(fr)
+            print(f"{k:>3}  {name:<34} {np.median(fr):>9.3f} {np.percentile(fr, 90):>7.3f} "
+                  f"{np.mean(fr > args.target_fpr):>12.2f} {np.median(miss):>11.3f}")
+
+
+if __name__ == "__main__":
+    main()
