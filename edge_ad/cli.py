@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--source", help="image folder or video URI (default: synthetic frames)")
     b.add_argument("--seconds", type=float, default=1.0, help="length of each phase in a round (default 1)")
     b.add_argument("--rounds", type=int, default=9, help="rounds of raw/served phases (default 9)")
+    b.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = default)")
     b.add_argument("--json", help="write the figures to this file")
 
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
@@ -92,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from .commands.bench import run_bench
 
-        return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds)
+        return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds, args.threads)
     if args.command == "check":
         from .commands.check import run_check
 

@@ -80,12 +80,12 @@ def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
 
 
 def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: str | None,
-              rounds: int = 9) -> int:
+              rounds: int = 9, threads: int = 0) -> int:
     """Rounds of (raw, served fast, served slow) side by side: this machine's speed drifts with
     its neighbours' load, so each ratio is taken within a round and the median is reported."""
     bundle = load_bundle(bundle_path)
     frames = _frames(bundle, source)
-    engine = create_engine(bundle)
+    engine = create_engine(bundle, threads=threads)
     inspector = Inspector(engine, bundle.manifest)
     batch = [inspector.prepare(f)[None] for f in frames]
     rows = []
@@ -104,7 +104,8 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
               f"e2e p99 {row['e2e_p99_ms']:.2f} ms (x{row['e2e_p99_over_engine_p99']:.3f})", flush=True)
     figures = {"bundle": str(bundle.path), "provider": provider,
                "input": f"{bundle.manifest.input.width}x{bundle.manifest.input.height}",
-               "frames": len(frames), "rounds": rounds, "seconds_per_phase": seconds}
+               "frames": len(frames), "rounds": rounds, "seconds_per_phase": seconds,
+               "engine_threads": threads}
     for key in rows[0]:
         figures[key] = round(float(np.median([row[key] for row in rows])), 4)
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
