@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = default)")
     b.add_argument("--json", help="write the figures to this file")
 
+    ev = sub.add_parser("evaluate", help="metrics and an HTML report on an MVTec-layout test split")
+    ev.add_argument("bundle")
+    ev.add_argument("--data", required=True, help="category folder with test/ and ground_truth/")
+    ev.add_argument("--report", help="folder for report.html")
+    ev.add_argument("--json", help="write the metrics to this file")
+
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
     c.add_argument("--config", required=True)
     return p
@@ -94,6 +100,10 @@ def _run(args: argparse.Namespace) -> int:
         from .commands.bench import run_bench
 
         return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds, args.threads)
+    if args.command == "evaluate":
+        from .commands.evaluate import run_evaluate
+
+        return run_evaluate(args.bundle, args.data, args.report, args.json)
     if args.command == "check":
         from .commands.check import run_check
 
