@@ -71,6 +71,11 @@ class Calibration(_Strict):
     normal_score_std: float | None = None
     normal_score_max: float | None = None
     fit: dict[str, float] = Field(default_factory=dict)
+    target_fnr: float | None = None
+    expected_fpr: float | None = Field(None, description="false-reject rate the method promises "
+                                       "(its target) or, for labelled methods, measured on the calibration images")
+    expected_fnr: float | None = Field(None, description="miss rate measured on the calibration defect images")
+    measured_fpr: float | None = Field(None, description="false rejects among the calibration normal images")
     data_sha256: str | None = None
 
 

@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--out", required=True)
 
+    cal = sub.add_parser("calibrate", help="set a bundle's thresholds from normal (and defect) images")
+    cal.add_argument("bundle")
+    cal.add_argument("--normal", required=True, help="folder of good images (not used in training)")
+    cal.add_argument("--abnormal", help="folder of defect images (subfolders are read too)")
+    how = cal.add_mutually_exclusive_group()
+    how.add_argument("--target-fpr", type=float, help="normal-only: false-reject rate to bound (default 0.01)")
+    how.add_argument("--method", choices=("f1", "youden", "fnr"), help="with --abnormal: how to choose")
+    cal.add_argument("--target-fnr", type=float, default=0.01, help="with --method fnr: miss rate to meet")
+
     i = sub.add_parser("infer", help="score images offline: JSON lines to stdout, overlays to --out")
     i.add_argument("bundle")
     i.add_argument("images", nargs="+")
@@ -74,6 +83,20 @@ def _run(args: argparse.Namespace) -> int:
         from export.demo_data import write_demo_data
 
         print(f"demo data written to {write_demo_data(args.out, seed=args.seed)}")
+        return 0
+    if args.command == "calibrate":
+        try:
+            from export.calibrate_cmd import calibrate
+        except ImportError as exc:
+            raise EdgeAdError(f"calibration needs the export toolchain ({exc.name} missing): "
+                              "pip install 'edge-ad[export]'") from exc
+        r = calibrate(args.bundle, args.normal, args.abnormal, args.target_fpr, args.method,
+                      args.target_fnr)
+        misses = "" if r["misses_on_these_images"] is None else \
+            f", misses {100 * r['misses_on_these_images']:.1f} %"
+        print(f"threshold {r['threshold']:.6g} ({r['method']}) from {r['normal']} normal and "
+              f"{r['abnormal']} defect images; on these images: false rejects "
+              f"{100 * r['false_rejects_on_these_images']:.1f} %{misses}")
         return 0
     if args.command in ("train", "export"):
         try:

@@ -53,5 +53,36 @@ def normal_only_thresholds(scores, target_fpr: float = 0.01,
     calibration = Calibration(method=method, target_fpr=target_fpr, confidence=confidence,
                               normal_count=n, normal_score_mean=float(scores.mean()),
                               normal_score_std=float(scores.std(ddof=1)),
-                              normal_score_max=float(scores.max()), fit=fit)
+                              normal_score_max=float(scores.max()), fit=fit,
+                              expected_fpr=target_fpr, measured_fpr=0.0)
     return thresholds, calibration
+
+
+LABELLED_METHODS = ("f1", "youden", "fnr")
+
+
+def labelled_threshold(normal, abnormal, method: str, target_fnr: float = 0.01) -> float:
+    """A raw threshold from scores of normal and defect images.
+
+    ``f1``: the threshold of highest F1. ``youden``: highest TPR − FPR. ``fnr``: the highest
+    threshold whose miss rate on the defect images is at most ``target_fnr`` (catch at least
+    that share of defects, reject as few good parts as that allows)."""
+    from edge_ad.evaluation.metrics import f1_max, roc_curve
+
+    normal, abnormal = np.asarray(normal, np.float64), np.asarray(abnormal, np.float64)
+    if len(normal) == 0 or len(abnormal) == 0:
+        raise EdgeAdError("labelled calibration needs both normal and defect images")
+    labels = np.r_[np.zeros(len(normal), bool), np.ones(len(abnormal), bool)]
+    scores = np.r_[normal, abnormal]
+    if method == "f1":
+        return f1_max(labels, scores)[1]
+    if method == "youden":
+        fpr, tpr, thresholds = roc_curve(labels, scores)
+        return float(thresholds[1:][np.argmax((tpr - fpr)[1:])])
+    if method == "fnr":
+        if not 0 <= target_fnr < 1:
+            raise EdgeAdError(f"target miss rate {target_fnr} must be in [0, 1)")
+        ordered = np.sort(abnormal)  # ascending: a threshold at ordered[k] misses k defects
+        allowed = int(np.floor(target_fnr * len(abnormal) + 1e-9))
+        return float(ordered[allowed])
+    raise EdgeAdError(f"unknown calibration method {method!r}; choose one of {LABELLED_METHODS}")

@@ -50,3 +50,20 @@ def test_non_positive_scores_fall_back_to_the_gaussian_bound():
 def test_too_few_images_is_a_clear_error():
     with pytest.raises(EdgeAdError, match="at least 8 held-out"):
         normal_only_thresholds([0.1] * 5)
+
+
+from export.calibrate import labelled_threshold  # noqa: E402
+
+
+def test_labelled_f1_youden_and_fnr_by_value():
+    normal = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    abnormal = np.array([0.35, 0.6, 0.7, 0.8])
+    # threshold 0.6: all normal pass, 3 of 4 defects caught → F1 = 6/7; 0.35: 4/4 caught, 2 FR → 0.8
+    assert labelled_threshold(normal, abnormal, "f1") == pytest.approx(0.6)
+    # Youden: 0.6 → 0.75 − 0 = 0.75; 0.35 → 1 − 0.4 = 0.6
+    assert labelled_threshold(normal, abnormal, "youden") == pytest.approx(0.6)
+    # miss at most 0 % → the lowest defect score; at most 25 % → the second lowest
+    assert labelled_threshold(normal, abnormal, "fnr", 0.0) == pytest.approx(0.35)
+    assert labelled_threshold(normal, abnormal, "fnr", 0.25) == pytest.approx(0.6)
+    with pytest.raises(EdgeAdError):
+        labelled_threshold(normal, [], "f1")
