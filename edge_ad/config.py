@@ -1,7 +1,7 @@
 """Service configuration: one YAML file, strict pydantic (unknown keys are errors), every field
 described and bounded. Environment overrides are applied here and nowhere else:
-``EDGE_AD_MODEL``, ``EDGE_AD_HOST``, ``EDGE_AD_PORT``, ``EDGE_AD_SOURCE`` (replaces the cameras with
-one camera ``cam0``).
+``EDGE_AD_MODEL``, ``EDGE_AD_HOST``, ``EDGE_AD_PORT``, ``EDGE_AD_TOKEN``, ``EDGE_AD_SOURCE``
+(replaces the cameras with one camera ``cam0``).
 """
 from __future__ import annotations
 
@@ -44,12 +44,21 @@ class ResultsConfig(_Strict):
                                              "pipeline's own latency) is never served as a fresh OK")
 
 
+class SecurityConfig(_Strict):
+    token: str | None = Field(None, min_length=16, max_length=256,
+                              description="bearer token for control endpoints (PUT/POST); without one they "
+                                          "answer 401. Prefer the EDGE_AD_TOKEN environment variable")
+    protect_reads: bool = Field(False, description="require the token for read endpoints too "
+                                                   "(/healthz and /readyz stay open for orchestrators)")
+
+
 class ServiceConfig(_Strict):
     model: Path = Field(description="model bundle directory")
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
     results: ResultsConfig = ResultsConfig()
+    security: SecurityConfig = SecurityConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -69,6 +78,8 @@ def _env_overrides(raw: dict) -> dict:
     for key, field in (("EDGE_AD_HOST", "host"), ("EDGE_AD_PORT", "port")):
         if key in env:
             raw.setdefault("server", {})[field] = env[key]
+    if "EDGE_AD_TOKEN" in env:
+        raw.setdefault("security", {})["token"] = env["EDGE_AD_TOKEN"]
     return raw
 
 

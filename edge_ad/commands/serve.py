@@ -33,7 +33,10 @@ def run_serve(args) -> int:
     config = resolve_config(args)
     metrics = Metrics()
     pipeline = build_pipeline(config, metrics)
-    app = make_app(pipeline, metrics)
+    app = make_app(pipeline, metrics, config.security)
+    if not config.security.token:
+        log.info("control endpoints (PUT /v1/config/threshold) are disabled until a token is set: "
+                 "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")
     host, port = config.server.host, config.server.port
     log.info("serving %s on http://%s:%d (dashboard /, API /v1/result, metrics /metrics)",
              config.model, host, port)

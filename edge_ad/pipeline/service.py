@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -37,8 +38,9 @@ class View:
 class Pipeline:
     def __init__(self, engine: Engine, inspector: Inspector, sources: dict[str, Source],
                  metrics: Metrics, store: ResultStore, batch_size: int = 1,
-                 stale_periods: float = 2.0):
+                 stale_periods: float = 2.0, bundle_path: Path | None = None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
+        self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
         self.stale_periods = stale_periods
         self._stop = threading.Event()

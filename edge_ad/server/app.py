@@ -5,9 +5,11 @@ import logging
 
 from aiohttp import web
 
+from ..config import SecurityConfig
 from ..metrics import Metrics
 from ..pipeline.service import Pipeline
-from . import handlers
+from . import control, handlers
+from .auth import auth_middleware
 from .keys import FRAME_CACHE, METRICS, PIPELINE
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,10 @@ async def count_requests(request: web.Request, handler):
     return response
 
 
-def make_app(pipeline: Pipeline, metrics: Metrics, manage_pipeline: bool = True) -> web.Application:
-    app = web.Application(middlewares=[count_requests], client_max_size=1 << 20)
+def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | None = None,
+             manage_pipeline: bool = True) -> web.Application:
+    app = web.Application(middlewares=[count_requests, auth_middleware(security or SecurityConfig())],
+                          client_max_size=1 << 20)
     app[PIPELINE] = pipeline
     app[METRICS] = metrics
     app[FRAME_CACHE] = {}
@@ -54,4 +58,5 @@ def make_app(pipeline: Pipeline, metrics: Metrics, manage_pipeline: bool = True)
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/readyz", handlers.readyz)
     r.add_get("/metrics", handlers.metrics)
+    r.add_put("/v1/config/threshold", control.put_threshold)
     return app

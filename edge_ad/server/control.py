@@ -1,0 +1,67 @@
+"""Control endpoints (bearer token required, see auth.py)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..bundle import Normalization, Thresholds, save_manifest
+from ..validation import one_line
+from .keys import PIPELINE
+
+
+class ThresholdUpdate(BaseModel):
+    """Exactly one of ``threshold`` (raw image score) or ``normalized`` (the current normalized
+    score that should become the new 0.5, e.g. 0.6 to accept parts scoring up to 0.6 today)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: float | None = Field(None, description="new raw image-score threshold")
+    normalized: float | None = Field(None, gt=0, lt=1, description="current normalized score to move the threshold to")
+    persist: bool = Field(True, description="write the change into the bundle's manifest")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.threshold is None) == (self.normalized is None):
+            raise ValueError("give exactly one of 'threshold' or 'normalized'")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError("threshold must be a finite number")
+        return self
+
+
+def shifted(thresholds: Thresholds, update: ThresholdUpdate) -> Thresholds:
+    """New thresholds; the pixel threshold moves by the same amount in normalized units, and the
+    scales stay, so scores keep their meaning around the new 0.5."""
+    img, pix = thresholds.image, thresholds.pixel
+    raw = update.threshold if update.threshold is not None else \
+        img.threshold + (update.normalized - 0.5) * 2 * img.scale
+    delta_norm = (raw - img.threshold) / img.scale
+    return Thresholds(image=Normalization(threshold=raw, scale=img.scale),
+                      pixel=Normalization(threshold=pix.threshold + delta_norm * pix.scale, scale=pix.scale))
+
+
+async def put_threshold(request: web.Request) -> web.Response:
+    try:
+        update = ThresholdUpdate.model_validate(await request.json())
+    except json.JSONDecodeError:
+        return web.json_response({"error": "body must be JSON, e.g. {\"normalized\": 0.6}"}, status=400)
+    except ValidationError as exc:
+        return web.json_response({"error": one_line(exc, "body", ThresholdUpdate)}, status=400)
+    pipeline = request.app[PIPELINE]
+    inspector = pipeline.inspector
+    before = inspector.manifest
+    after = before.model_copy(update={
+        "thresholds": shifted(before.thresholds, update),
+        # The rest of the calibration record still describes the data the threshold came from.
+        "calibration": before.calibration.model_copy(update={"method": "manual"})})
+    # One reference swap: the worker reads the manifest once per batch, so the next frame uses it.
+    inspector.manifest = after
+    persisted = False
+    if update.persist and pipeline.bundle_path is not None:
+        await asyncio.get_running_loop().run_in_executor(None, save_manifest, pipeline.bundle_path, after)
+        persisted = True
+    return web.json_response({"threshold": after.thresholds.image.threshold,
+                              "previous": before.thresholds.image.threshold,
+                              "scale": after.thresholds.image.scale, "persisted": persisted})

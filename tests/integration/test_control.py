@@ -1,0 +1,78 @@
+"""Run-time threshold changes over HTTP: token rules, next-frame effect, persistence."""
+import json
+import shutil
+import urllib.request
+
+import pytest
+
+from edge_ad.bundle import load_bundle
+from edge_ad.config import build_config
+from edge_ad.metrics import Metrics
+from edge_ad.server.app import make_app
+from edge_ad.service import build_pipeline
+
+from .helpers import get, get_json, wait_for
+
+TOKEN = "t0k3n-for-tests-only-0123456789"
+
+
+def put(url, body, token=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture
+def serve(live_server, bundle_dir, demo_root, tmp_path):
+    def start(**security):
+        bundle = shutil.copytree(bundle_dir, tmp_path / f"bundle{len(list(tmp_path.iterdir()))}")
+        config = build_config({"model": str(bundle), "security": security,
+                               "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=25"}]})
+        metrics = Metrics()
+        pipeline = build_pipeline(config, metrics)
+        srv = live_server(make_app(pipeline, metrics, config.security))
+        wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
+        return srv, pipeline, bundle
+    return start
+
+
+def test_without_a_configured_token_control_is_refused(serve):
+    srv, _, _ = serve()
+    status, body = put(srv.url + "/v1/config/threshold", {"normalized": 0.6}, token="anything")
+    assert status == 401 and "EDGE_AD_TOKEN" in body["error"]
+
+
+def test_threshold_change_applies_to_the_next_frame_and_persists(serve):
+    srv, pipeline, bundle = serve(token=TOKEN)
+    url = srv.url + "/v1/config/threshold"
+    assert put(url, {"threshold": 1.0})[0] == 401
+    assert put(url, {"threshold": 1.0}, token="wrong-token-0123456789")[0] == 401
+    assert put(url, {"threshold": 1.0, "normalized": 0.6}, token=TOKEN)[0] == 400
+    assert put(url, b"not json", token=TOKEN)[0] == 400
+
+    old = load_bundle(bundle).manifest.thresholds.image
+    status, body = put(url, {"normalized": 0.75}, token=TOKEN)
+    assert status == 200 and body["persisted"] is True
+    assert body["threshold"] == pytest.approx(old.threshold + 0.5 * old.scale)
+    seq_at_change = pipeline.store.last_seq
+    wait_for(lambda: pipeline.store.last_seq >= seq_at_change + 2)
+    newest = get_json(srv.url + "/v1/result")[1]
+    assert newest["threshold"] == pytest.approx(body["threshold"])  # in force for new frames
+    saved = load_bundle(bundle).manifest
+    assert saved.thresholds.image.threshold == pytest.approx(body["threshold"])
+    assert saved.calibration.method == "manual"
+
+
+def test_protected_reads_keep_health_open(serve):
+    srv, _, _ = serve(token=TOKEN, protect_reads=True)
+    assert get(srv.url + "/v1/result")[0] == 401
+    assert get(srv.url + "/healthz")[0] == 200 and get(srv.url + "/readyz")[0] == 200
+    req = urllib.request.Request(srv.url + "/v1/result", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
