@@ -76,6 +76,9 @@ class Calibration(_Strict):
                                        "(its target) or, for labelled methods, measured on the calibration images")
     expected_fnr: float | None = Field(None, description="miss rate measured on the calibration defect images")
     measured_fpr: float | None = Field(None, description="false rejects among the calibration normal images")
+    normal_scores: list[float] = Field(default_factory=list, max_length=5000,
+                                       description="raw scores of the calibration normal images: "
+                                                   "the reference the drift guard compares the line with")
     data_sha256: str | None = None
 
 

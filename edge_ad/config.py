@@ -44,6 +44,12 @@ class ResultsConfig(_Strict):
                                              "pipeline's own latency) is never served as a fresh OK")
 
 
+class DriftConfig(_Strict):
+    window: int = Field(300, ge=20, le=100_000, description="recent scores compared with the calibration set")
+    warmup: int = Field(100, ge=10, le=100_000, description="scores collected before the first verdict")
+    alpha: float = Field(1e-4, gt=0, lt=0.5, description="KS p-value below which the line has drifted")
+
+
 class SecurityConfig(_Strict):
     token: str | None = Field(None, min_length=16, max_length=256,
                               description="bearer token for control endpoints (PUT/POST); without one they "
@@ -59,6 +65,7 @@ class ServiceConfig(_Strict):
     server: ServerConfig = ServerConfig()
     results: ResultsConfig = ResultsConfig()
     security: SecurityConfig = SecurityConfig()
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("cameras")
     @classmethod

@@ -44,5 +44,11 @@ class Metrics:
         self.frame_age = Gauge("edge_ad_frame_age_seconds",
                                "Age of the last inspected frame when its result was published",
                                ["camera"], registry=r)
+        self.drift_statistic = Gauge("edge_ad_drift_statistic",
+                                     "KS distance between recent scores and the calibration set",
+                                     ["camera"], registry=r)
+        self.drift_detected = Gauge("edge_ad_drift_detected",
+                                    "1 while recent scores differ from the calibration set (recalibrate)",
+                                    ["camera"], registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

@@ -24,4 +24,5 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
                         "onnx_sha256": m.provenance.onnx_sha256[:16]})
     return Pipeline(engine, Inspector(engine, m), sources, metrics,
                     ResultStore(config.results.ring_size), batch_size=config.engine.batch_size,
-                    stale_periods=config.results.stale_periods, bundle_path=bundle.path)
+                    stale_periods=config.results.stale_periods, bundle_path=bundle.path,
+                    drift=config.drift.model_dump())

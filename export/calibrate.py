@@ -54,7 +54,8 @@ def normal_only_thresholds(scores, target_fpr: float = 0.01,
                               normal_count=n, normal_score_mean=float(scores.mean()),
                               normal_score_std=float(scores.std(ddof=1)),
                               normal_score_max=float(scores.max()), fit=fit,
-                              expected_fpr=target_fpr, measured_fpr=0.0)
+                              expected_fpr=target_fpr, measured_fpr=0.0,
+                              normal_scores=[float(f"{x:.6g}") for x in scores[:5000]])
     return thresholds, calibration
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..decision import FAULT
+from ..drift import DRIFT, DriftGuard
 from ..engines import Engine
 from ..inspector import Inspection, Inspector
 from ..metrics import Metrics
@@ -38,7 +39,8 @@ class View:
 class Pipeline:
     def __init__(self, engine: Engine, inspector: Inspector, sources: dict[str, Source],
                  metrics: Metrics, store: ResultStore, batch_size: int = 1,
-                 stale_periods: float = 2.0, bundle_path: Path | None = None):
+                 stale_periods: float = 2.0, bundle_path: Path | None = None,
+                 drift: dict | None = None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -57,6 +59,7 @@ class Pipeline:
         self.processed = 0
         m = inspector.manifest
         self.model_info = {"name": m.name, "version": m.version, "family": m.family}
+        self.drift = {n: DriftGuard(m.calibration.normal_scores, **(drift or {})) for n in sources}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -184,5 +187,9 @@ class Pipeline:
             m.score.labels(cam).observe(ins.score)
             m.margin.labels(cam).set(ins.score - 0.5)
             m.threshold.set(ins.threshold)
+            drift = self.drift[cam].add(ins.raw_score)
+            if drift is not None and drift.statistic is not None:
+                m.drift_statistic.labels(cam).set(drift.statistic)
+                m.drift_detected.labels(cam).set(int(drift.state == DRIFT))
         m.stage_latency.labels("publish").observe(time.perf_counter() - t_pub)
         m.stage_latency.labels("end_to_end").observe(e2e)

@@ -128,7 +128,8 @@ async def status(request: web.Request) -> web.Response:
         "cameras": [{"name": c.name, "source": c.uri, "up": c.up, "ended": c.ended,
                      "error": c.error, "frames_captured": c.frames, "reconnects": c.reconnects,
                      "frames_dropped": pipeline.slots[c.name].dropped_count,
-                     "fps": round(1.0 / c.period_s, 2) if c.period_s else None}
+                     "fps": round(1.0 / c.period_s, 2) if c.period_s else None,
+                     "drift": pipeline.drift[c.name].state.to_json()}
                     for c in pipeline.cameras.values()],
         "frames_processed": pipeline.processed,
         "last_seq": pipeline.store.last_seq,

@@ -73,3 +73,31 @@ def test_fast_source_drops_are_counted_and_balance(bundle_dir):
     assert slot.dropped_count > 0
     assert slot.put_count == slot.taken_count + slot.dropped_count + slot.depth
     assert slot.taken_count == store.last_seq
+
+
+def test_lighting_change_is_reported_as_drift(bundle_dir, demo_root):
+    from edge_ad.drift import DRIFT, OK
+    from edge_ad.imageio import read_image
+
+    bundle = load_bundle(bundle_dir)
+    assert len(bundle.manifest.calibration.normal_scores) >= 8
+    good = [read_image(p) for p in sorted((demo_root / "wood" / "test" / "good").glob("*.png"))]
+    engine = create_engine(bundle)
+    metrics = Metrics()
+
+    def run(frames, n):
+        store = ResultStore()
+        pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(frames, 200)},
+                        metrics, store, drift={"window": 60, "warmup": 40, "alpha": 1e-4})
+        pipe.start()
+        try:
+            wait_for(lambda: store.last_seq >= n, timeout=120)
+        finally:
+            pipe.stop()
+        return pipe.drift["cam0"].state
+
+    assert run(good, 80).state == OK
+    darker = [(f * 0.6).astype(np.uint8) for f in good]  # the line's lamp dimmed
+    state = run(darker, 80)
+    assert state.state == DRIFT
+    assert metrics.drift_detected.labels("cam0")._value.get() == 1
