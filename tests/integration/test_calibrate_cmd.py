@@ -34,3 +34,25 @@ def test_normal_only_recalibration_and_bad_combinations(bundle_copy, demo_root):
     assert m.calibration.method == "lognormal-tolerance" and m.calibration.target_fpr == 0.05
     assert m.thresholds.image.threshold != before
     assert main(["calibrate", str(bundle_copy), "--normal", str(good), "--method", "f1"]) == 1
+
+
+def test_normal_only_threshold_meets_its_target_on_unseen_normal_parts(bundle_dir):
+    """Calibrate on 12 fresh normal parts, count false rejects on 160 others, five times over:
+    the bound (90 % confidence) may be exceeded about once in ten calibrations."""
+    import numpy as np
+
+    from edge_ad.engines import create_engine
+    from export.calibrate import normal_only_thresholds
+    from export.demo_data import render
+
+    target = 0.05
+    parts = np.stack([render("wood", 3, ("unseen", i), size=128)[0] for i in range(220)])
+    with create_engine(load_bundle(bundle_dir)) as engine:
+        scores = np.concatenate([engine.infer(parts[i:i + 20])[1] for i in range(0, len(parts), 20)])
+    held_out = scores[60:]
+    rates = []
+    for k in range(5):
+        th, _ = normal_only_thresholds(scores[12 * k:12 * (k + 1)], target_fpr=target)
+        rates.append(float(np.mean(held_out >= th.image.threshold)))
+    assert np.median(rates) <= target, rates
+    assert sum(r > target for r in rates) <= 2, rates
