@@ -35,6 +35,12 @@ class EngineConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 to serve the network")
     port: int = Field(8080, ge=1, le=65535)
+    max_body_mb: float = Field(8.0, gt=0, le=512, description="request bodies above this are refused (413) unread")
+    max_image_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000,
+                                  description="uploaded images declaring more pixels are refused before decoding")
+    stream_max_clients: int = Field(4, ge=0, le=64, description="concurrent /v1/stream.mjpg viewers")
+    stream_max_fps: float = Field(10.0, gt=0, le=60, description="frame rate cap of /v1/stream.mjpg")
+    trigger_timeout_ms: int = Field(2000, ge=10, le=60_000, description="default deadline of POST /v1/trigger")
 
 
 class ResultsConfig(_Strict):

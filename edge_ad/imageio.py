@@ -47,3 +47,51 @@ def to_model_input(frame_rgb: np.ndarray, height: int, width: int, channels: int
         if frame_rgb.ndim == 2:
             frame_rgb = frame_rgb[:, :, None]
     return np.ascontiguousarray(frame_rgb, dtype=np.uint8)
+
+
+def image_header(data: bytes) -> tuple[str, int, int]:
+    """Format and declared (width, height) of a JPEG, PNG or BMP, read from the header alone,
+    so that a decompression bomb is refused before any pixel is decoded. Raises ImageError
+    for anything else or a header that does not parse."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageError("PNG header is truncated or malformed")
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"BM":
+        if len(data) < 26:
+            raise ImageError("BMP header is truncated")
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)
+        return "bmp", abs(width), abs(height)  # negative height = top-down rows
+    if data[:3] == b"\xff\xd8\xff":
+        return ("jpeg", *_jpeg_size(data))
+    raise ImageError("unsupported image format: send JPEG, PNG or BMP")
+
+
+# Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but not.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise ImageError("JPEG header is malformed")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF:
+            if i + 9 > len(data):
+                break
+            height = int.from_bytes(data[i + 5:i + 7], "big")
+            width = int.from_bytes(data[i + 7:i + 9], "big")
+            return width, height
+        if length < 2:
+            break
+        i += 2 + length
+    raise ImageError("JPEG header is truncated: no frame size found")

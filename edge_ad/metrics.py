@@ -50,5 +50,9 @@ class Metrics:
         self.drift_detected = Gauge("edge_ad_drift_detected",
                                     "1 while recent scores differ from the calibration set (recalibrate)",
                                     ["camera"], registry=r)
+        self.model_reloads = Counter("edge_ad_model_reloads", "Model reloads by outcome", ["outcome"],
+                                     registry=r)
+        self.stream_viewers = Gauge("edge_ad_stream_viewers", "Open /v1/stream.mjpg connections",
+                                    registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

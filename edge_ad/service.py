@@ -22,7 +22,11 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
     m = bundle.manifest
     metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
                         "onnx_sha256": m.provenance.onnx_sha256[:16]})
+    def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
+        return create_engine(b, config.engine.backend, providers=config.engine.providers,
+                             threads=config.engine.threads)
+
     return Pipeline(engine, Inspector(engine, m), sources, metrics,
                     ResultStore(config.results.ring_size), batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
-                    drift=config.drift.model_dump())
+                    drift=config.drift.model_dump(), engine_factory=engine_factory)

@@ -33,7 +33,7 @@ def run_serve(args) -> int:
     config = resolve_config(args)
     metrics = Metrics()
     pipeline = build_pipeline(config, metrics)
-    app = make_app(pipeline, metrics, config.security)
+    app = make_app(pipeline, metrics, config.security, config.server)
     if not config.security.token:
         log.info("control endpoints (PUT /v1/config/threshold) are disabled until a token is set: "
                  "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")

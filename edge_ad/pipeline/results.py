@@ -78,6 +78,14 @@ class ResultStore:
                     return r
         return None
 
+    def by_part(self, part_id: str) -> Result | None:
+        """The newest result for a triggered part (None when unknown or evicted)."""
+        with self._lock:
+            for r in reversed(self._ring):
+                if r.part_id == part_id:
+                    return r
+        return None
+
     @property
     def last_seq(self) -> int:
         return self._next_seq - 1

@@ -10,20 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..bundle import Bundle, load_bundle
 from ..decision import FAULT
 from ..drift import DRIFT, DriftGuard
-from ..engines import Engine
+from ..engines import Engine, create_engine
 from ..inspector import Inspection, Inspector
 from ..metrics import Metrics
 from ..sources.base import Frame, Source
 from .capture import CameraState, CaptureThread
 from .results import Result, ResultStore
 from .slot import LatestFrameSlot
+from .triggers import Trigger, TriggerBook
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,8 @@ class Pipeline:
     def __init__(self, engine: Engine, inspector: Inspector, sources: dict[str, Source],
                  metrics: Metrics, store: ResultStore, batch_size: int = 1,
                  stale_periods: float = 2.0, bundle_path: Path | None = None,
-                 drift: dict | None = None):
+                 drift: dict | None = None,
+                 engine_factory: Callable[[Bundle], Engine] = create_engine):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -59,7 +65,11 @@ class Pipeline:
         self.processed = 0
         m = inspector.manifest
         self.model_info = {"name": m.name, "version": m.version, "family": m.family}
-        self.drift = {n: DriftGuard(m.calibration.normal_scores, **(drift or {})) for n in sources}
+        self._drift_params = drift or {}
+        self.drift = {n: DriftGuard(m.calibration.normal_scores, **self._drift_params) for n in sources}
+        self.engine_factory = engine_factory
+        self.triggers = TriggerBook(sources)
+        self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,15 +124,45 @@ class Pipeline:
                 reasons.append(f"camera {name}: {why}")
         return not reasons, reasons
 
-    # -- the worker --------------------------------------------------------------------------
-    def _take_batch(self) -> list[Frame]:
+    # -- requests served by the worker (it alone touches the engine) --------------------------
+    def _request(self, kind: str, *args) -> Future:
+        future: Future = Future()
         with self._wakeup:
-            while not self._stop.is_set():
-                frames = [f for f in (s.take() for s in self.slots.values()) if f is not None]
-                if frames:
-                    return frames[: self.batch_size]
-                self._wakeup.wait(0.5)
-        return []
+            self._requests.append((kind, (*args, future)))
+            self._wakeup.notify_all()
+        return future
+
+    def submit(self, frame_rgb: np.ndarray) -> Future:
+        """Inspect one uploaded image between line frames; resolves to an Inspection."""
+        return self._request("inspect", frame_rgb)
+
+    def reload(self, bundle_path: str | Path) -> Future:
+        """Load, activate and warm up another bundle, then swap it in; the old one keeps serving
+        until then and stays in place if anything fails. Resolves to a summary dict."""
+        return self._request("reload", Path(bundle_path))
+
+    def trigger(self, camera: str, part_id: str, timeout_s: float) -> Future:
+        now = time.time()
+        future = self.triggers.add(Trigger(camera, part_id, now, now + timeout_s))
+        with self._wakeup:  # the worker may be asleep with nothing to do: let it see the deadline
+            self._wakeup.notify_all()
+        return future
+
+    # -- the worker --------------------------------------------------------------------------
+    def _next_job(self):
+        """A request, a batch of frames, or None when it is time to look at trigger deadlines."""
+        with self._wakeup:
+            if self._stop.is_set():
+                return None
+            if self._requests:
+                return self._requests.popleft()
+            frames = [f for f in (s.take() for s in self.slots.values()) if f is not None]
+            if frames:
+                return "frames", frames[: self.batch_size]
+            deadline = self.triggers.next_deadline()
+            wait = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.time()))
+            self._wakeup.wait(wait)
+        return None
 
     def _work(self) -> None:
         try:
@@ -136,12 +176,61 @@ class Pipeline:
         self.engine_ready.set()
         try:
             while not self._stop.is_set():
-                frames = self._take_batch()
-                if frames:
-                    self._process(frames)
+                for trig in self.triggers.expired(time.time()):
+                    self._fault_trigger(trig)
+                job = self._next_job()
+                if job is None:
+                    continue
+                kind, payload = job
+                if kind == "frames":
+                    self._process(payload)
+                elif kind == "inspect":
+                    self._inspect_one(*payload)
+                elif kind == "reload":
+                    self._reload(*payload)
         finally:
             self.engine_ready.clear()
             self.engine.deactivate()
+
+    def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
+        try:
+            future.set_result(self.inspector.inspect([frame_rgb])[0])
+        except Exception as exc:
+            self.metrics.engine_errors.inc()
+            future.set_exception(exc)
+
+    def _reload(self, bundle_path: Path, future: Future) -> None:
+        try:
+            bundle = load_bundle(bundle_path)
+            engine = self.engine_factory(bundle)
+            engine.activate()  # loads and warms up before anything is swapped
+        except Exception as exc:
+            log.error("model reload from %s failed, keeping %s: %s", bundle_path, self.model_info, exc)
+            self.metrics.model_reloads.labels("failed").inc()
+            future.set_exception(exc)
+            return
+        old, m = self.engine, bundle.manifest
+        self.engine, self.inspector = engine, Inspector(engine, m, self.inspector.min_region_area_px)
+        self.bundle_path = bundle.path
+        self.model_info = {"name": m.name, "version": m.version, "family": m.family}
+        self.drift = {n: DriftGuard(m.calibration.normal_scores, **self._drift_params) for n in self.cameras}
+        self.metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
+                                 "onnx_sha256": m.provenance.onnx_sha256[:16]})
+        self.metrics.engine.info({"backend": engine.name, "provider": engine.provider})
+        self.metrics.model_reloads.labels("ok").inc()
+        old.deactivate()
+        log.info("model reloaded: %s", self.model_info)
+        future.set_result({**self.model_info, "bundle": str(bundle.path), "provider": engine.provider})
+
+    def _fault_trigger(self, trig: Trigger) -> None:
+        now = time.time()
+        waited = (now - trig.received_at) * 1000
+        result = self.store.publish(lambda seq: Result(
+            seq, trig.camera, -1, now, now, FAULT, None, None, None, self.model_info,
+            part_id=trig.part_id,
+            reason=f"trigger deadline: no frame from camera {trig.camera} within {waited:.0f} ms"))
+        self.metrics.verdicts.labels(trig.camera, FAULT).inc()
+        trig.future.set_result(result)
 
     def _process(self, frames: list[Frame]) -> None:
         try:
@@ -158,21 +247,25 @@ class Pipeline:
         t_pub = time.perf_counter()
         m = self.metrics
         cam = frame.camera
+        trig = self.triggers.match(cam, frame.captured_at)
+        part_id = trig.part_id if trig else None
 
         def make(seq: int) -> Result:
             e2e_s = time.perf_counter() - frame.captured_mono
             if ins is None:
                 return Result(seq, cam, frame.index, frame.captured_at, time.time(), FAULT, None,
-                              None, None, self.model_info, reason=error,
+                              None, None, self.model_info, reason=error, part_id=part_id,
                               latency_ms={"end_to_end": round(e2e_s * 1000, 2)})
             return Result(seq, cam, frame.index, frame.captured_at, time.time(), ins.verdict,
                           ins.score, ins.raw_score, ins.threshold, self.model_info, ins.regions,
-                          latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
+                          part_id=part_id, latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
                                       "infer": round(ins.infer_s * 1000, 2),
                                       "postprocess": round(ins.postprocess_s * 1000, 2),
                                       "end_to_end": round(e2e_s * 1000, 2)})
 
         result = self.store.publish(make)
+        if trig is not None:
+            trig.future.set_result(result)
         self.views[cam] = View(result.seq, frame.image_rgb, ins)
         e2e = time.perf_counter() - frame.captured_mono
         self.last_e2e_s[cam] = e2e

@@ -5,12 +5,12 @@ import logging
 
 from aiohttp import web
 
-from ..config import SecurityConfig
+from ..config import SecurityConfig, ServerConfig
 from ..metrics import Metrics
 from ..pipeline.service import Pipeline
-from . import control, handlers
+from . import control, handlers, inference
 from .auth import auth_middleware
-from .keys import FRAME_CACHE, METRICS, PIPELINE
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,29 @@ async def count_requests(request: web.Request, handler):
     return response
 
 
+def body_limit(max_bytes: int):
+    """Refuse a declared oversize body before a byte of it is read (aiohttp's own limit, set to
+    the same size, catches bodies sent without a length while they are read)."""
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.content_length is not None and request.content_length > max_bytes:
+            return web.json_response({"error": f"body of {request.content_length} bytes is over the "
+                                               f"{max_bytes}-byte limit (server.max_body_mb)"}, status=413)
+        return await handler(request)
+    return check
+
+
 def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | None = None,
-             manage_pipeline: bool = True) -> web.Application:
-    app = web.Application(middlewares=[count_requests, auth_middleware(security or SecurityConfig())],
-                          client_max_size=1 << 20)
+             server: ServerConfig | None = None, manage_pipeline: bool = True) -> web.Application:
+    server = server or ServerConfig()
+    max_body = int(server.max_body_mb * 1024 * 1024)
+    app = web.Application(middlewares=[count_requests, auth_middleware(security or SecurityConfig()),
+                                       body_limit(max_body)], client_max_size=max_body)
     app[PIPELINE] = pipeline
     app[METRICS] = metrics
     app[FRAME_CACHE] = {}
+    app[CONFIG] = server
+    app[STREAMS] = {"n": 0}
 
     if manage_pipeline:
         async def run_pipeline(app: web.Application):
@@ -58,5 +74,9 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/readyz", handlers.readyz)
     r.add_get("/metrics", handlers.metrics)
+    r.add_get("/v1/stream.mjpg", handlers.stream_mjpg)
+    r.add_post("/v1/infer", inference.infer)
+    r.add_post("/v1/trigger", inference.trigger)
     r.add_put("/v1/config/threshold", control.put_threshold)
+    r.add_post("/v1/model/reload", control.reload_model)
     return app

@@ -65,3 +65,29 @@ async def put_threshold(request: web.Request) -> web.Response:
     return web.json_response({"threshold": after.thresholds.image.threshold,
                               "previous": before.thresholds.image.threshold,
                               "scale": after.thresholds.image.scale, "persisted": persisted})
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = Field(None, description="bundle directory; the one being served when omitted")
+
+
+async def reload_model(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    raw = await request.read()
+    try:
+        req = ReloadRequest.model_validate(json.loads(raw) if raw.strip() else {})
+    except json.JSONDecodeError:
+        return web.json_response({"error": "body must be JSON, e.g. {\"path\": \"/models/b2\"}"}, status=400)
+    except ValidationError as exc:
+        return web.json_response({"error": one_line(exc, "body", ReloadRequest)}, status=400)
+    path = req.path or pipeline.bundle_path
+    if path is None:
+        return web.json_response({"error": "no bundle path: give {\"path\": ...}"}, status=400)
+    before = dict(pipeline.model_info)
+    try:
+        loaded = await asyncio.wait_for(asyncio.wrap_future(pipeline.reload(path)), 300)
+    except Exception as exc:  # rolled back: the old engine never stopped serving
+        return web.json_response({"error": f"reload failed, still serving the previous model: {exc}",
+                                  "serving": pipeline.model_info}, status=422)
+    return web.json_response({"loaded": loaded, "previous": before})

@@ -13,7 +13,7 @@ from .. import __version__
 from ..decision import FAULT
 from ..overlay import encode_jpeg, render_overlay
 from ..pipeline.results import Evicted, as_stale
-from .keys import FRAME_CACHE, METRICS, PIPELINE
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
 
 DASHBOARD = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
@@ -75,6 +75,12 @@ async def verdict(request: web.Request) -> web.Response:
 
 async def results(request: web.Request) -> web.Response:
     store = request.app[PIPELINE].store
+    part_id = request.query.get("part_id")
+    if part_id is not None:
+        found = store.by_part(part_id)
+        if found is None:
+            return _error(404, f"no result for part {part_id!r} (unknown, or evicted from the ring buffer)")
+        return web.json_response({"results": [found.to_json()], "last_seq": store.last_seq})
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
     try:
@@ -86,6 +92,26 @@ async def results(request: web.Request) -> web.Response:
     return web.json_response({"results": [r.to_json(now) for r in items], "last_seq": store.last_seq})
 
 
+async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -> bytes:
+    """The JPEG of a camera's last view, encoded once per frame however many clients ask."""
+    cache = app[FRAME_CACHE]
+    hit = cache.get((camera, overlay))
+    if hit is not None and hit[0] == view.seq:
+        return hit[1]
+    ins = view.inspection
+
+    def encode() -> bytes:
+        if not overlay:
+            return encode_jpeg(view.frame_rgb)
+        if ins is None:
+            return encode_jpeg(render_overlay(view.frame_rgb, None, FAULT, None))
+        return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score, ins.regions))
+
+    jpeg = await asyncio.get_running_loop().run_in_executor(None, encode)
+    cache[(camera, overlay)] = (view.seq, jpeg)
+    return jpeg
+
+
 async def frame_jpg(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     camera = _camera(request) or next(iter(pipeline.cameras))
@@ -93,25 +119,46 @@ async def frame_jpg(request: web.Request) -> web.Response:
     view = pipeline.views.get(camera)
     if view is None:
         return _error(503, "no inspected frame yet")
-    cache = request.app[FRAME_CACHE]
-    key = (camera, view.seq, overlay)
-    jpeg = cache.get(key)
-    if jpeg is None:
-        ins = view.inspection
-
-        def encode() -> bytes:
-            if not overlay:
-                return encode_jpeg(view.frame_rgb)
-            if ins is None:
-                return encode_jpeg(render_overlay(view.frame_rgb, None, FAULT, None))
-            return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score,
-                                              ins.regions))
-
-        jpeg = await asyncio.get_running_loop().run_in_executor(None, encode)
-        cache.clear()  # one frame per camera/overlay is all anyone asks for
-        cache[key] = jpeg
+    jpeg = await overlay_jpeg(request.app, camera, view, overlay)
     return web.Response(body=jpeg, content_type="image/jpeg",
                         headers={"Cache-Control": "no-store", "X-Seq": str(view.seq)})
+
+
+async def stream_mjpg(request: web.Request) -> web.StreamResponse:
+    """Live overlay as multipart JPEG; frames are encoded only while someone watches."""
+    app, pipeline = request.app, request.app[PIPELINE]
+    server, viewers = app[CONFIG], app[STREAMS]
+    camera = _camera(request) or next(iter(pipeline.cameras))
+    if viewers.get("n", 0) >= server.stream_max_clients:
+        return _error(503, f"{server.stream_max_clients} stream viewers already; "
+                           "poll /v1/frame.jpg instead or raise server.stream_max_clients")
+    try:
+        fps = min(float(request.query.get("fps", server.stream_max_fps)), server.stream_max_fps)
+    except ValueError:
+        return _error(400, "fps must be a number")
+    if not fps > 0:
+        return _error(400, "fps must be positive")
+    response = web.StreamResponse(headers={
+        "Content-Type": "multipart/x-mixed-replace; boundary=frame", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    viewers["n"] = viewers.get("n", 0) + 1
+    app[METRICS].stream_viewers.set(viewers["n"])
+    try:
+        last = None
+        while True:
+            view = pipeline.views.get(camera)
+            if view is not None and view.seq != last:
+                jpeg = await overlay_jpeg(app, camera, view, True)
+                await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                last = view.seq
+            await asyncio.sleep(1.0 / fps)
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        pass  # the viewer left
+    finally:
+        viewers["n"] -= 1
+        app[METRICS].stream_viewers.set(viewers["n"])
+    return response
 
 
 async def status(request: web.Request) -> web.Response:

@@ -1,9 +1,12 @@
 """Typed keys of the parts injected into the aiohttp application."""
 from aiohttp import web
 
+from ..config import ServerConfig
 from ..metrics import Metrics
 from ..pipeline.service import Pipeline
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 METRICS = web.AppKey("metrics", Metrics)
-FRAME_CACHE = web.AppKey("frame_cache", dict)
+FRAME_CACHE = web.AppKey("frame_cache", dict)  # (camera, overlay) -> (seq, jpeg)
+CONFIG = web.AppKey("server_config", ServerConfig)
+STREAMS = web.AppKey("stream_viewers", dict)

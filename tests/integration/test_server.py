@@ -77,7 +77,8 @@ def test_bad_query_parameters_are_400_not_500(live_server, bundle_dir, demo_root
 
 def test_ended_source_never_leaves_a_fresh_ok(live_server, bundle_dir, demo_root):
     srv, pipeline = _serve(live_server, bundle_dir, f"dir://{demo_root}/wood/test/good?fps=20")
-    wait_for(lambda: pipeline.finished and pipeline.store.last_seq == 8)
+    # frames may be dropped while the engine warms up (latest-frame policy): wait for the end
+    wait_for(lambda: pipeline.finished and pipeline.store.last_seq >= 1)
     wait_for(lambda: get(srv.url + "/readyz")[0] == 503)
     _, body = get_json(srv.url + "/readyz")
     assert any("end of stream" in r for r in body["reasons"])
