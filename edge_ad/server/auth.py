@@ -1,6 +1,8 @@
-"""Bearer-token protection. Control endpoints (anything that changes state) always need the
-token, and with no token configured they are refused: a line's thresholds must never be
-changeable by whoever reaches the port. Reads can be protected too; health checks never are."""
+"""Bearer-token protection. Control endpoints (those that change how the line is judged: the
+threshold, the model) always need the token, and with no token configured they are refused:
+a line's thresholds must never be changeable by whoever reaches the port. Everything else
+(reads, uploads to score, PLC triggers) is open or protected by ``protect_reads``; health
+checks never are."""
 from __future__ import annotations
 
 import hmac
@@ -10,6 +12,7 @@ from aiohttp import web
 from ..config import SecurityConfig
 
 OPEN_PATHS = {"/healthz", "/readyz"}
+CONTROL_ROUTES = {("PUT", "/v1/config/threshold"), ("POST", "/v1/model/reload")}
 NO_TOKEN = ("control endpoints are disabled: set security.token in the config or the "
             "EDGE_AD_TOKEN environment variable, then send 'Authorization: Bearer <token>'")
 
@@ -24,7 +27,7 @@ def auth_middleware(security: SecurityConfig):
 
     @web.middleware
     async def check(request: web.Request, handler):
-        control = request.method not in ("GET", "HEAD", "OPTIONS")
+        control = (request.method, request.path) in CONTROL_ROUTES
         if request.path in OPEN_PATHS or not (control or security.protect_reads):
             return await handler(request)
         if expected is None:
