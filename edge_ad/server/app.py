@@ -8,7 +8,7 @@ from aiohttp import web
 from ..config import SecurityConfig, ServerConfig
 from ..metrics import Metrics
 from ..pipeline.service import Pipeline
-from . import control, handlers, inference
+from . import control, handlers, inference, openapi
 from .auth import auth_middleware
 from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
 
@@ -79,4 +79,10 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     r.add_post("/v1/trigger", inference.trigger)
     r.add_put("/v1/config/threshold", control.put_threshold)
     r.add_post("/v1/model/reload", control.reload_model)
+    spec = openapi.build_spec()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    r.add_get("/openapi.json", openapi_json)
     return app

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..bundle import Normalization, Thresholds, save_manifest
-from ..validation import one_line
+from .bodies import parse
 from .keys import PIPELINE
 
 
@@ -43,12 +42,7 @@ def shifted(thresholds: Thresholds, update: ThresholdUpdate) -> Thresholds:
 
 
 async def put_threshold(request: web.Request) -> web.Response:
-    try:
-        update = ThresholdUpdate.model_validate(await request.json())
-    except json.JSONDecodeError:
-        return web.json_response({"error": "body must be JSON, e.g. {\"normalized\": 0.6}"}, status=400)
-    except ValidationError as exc:
-        return web.json_response({"error": one_line(exc, "body", ThresholdUpdate)}, status=400)
+    update = await parse(request, ThresholdUpdate, '{"normalized": 0.6}')
     pipeline = request.app[PIPELINE]
     inspector = pipeline.inspector
     before = inspector.manifest
@@ -74,13 +68,7 @@ class ReloadRequest(BaseModel):
 
 async def reload_model(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
-    raw = await request.read()
-    try:
-        req = ReloadRequest.model_validate(json.loads(raw) if raw.strip() else {})
-    except json.JSONDecodeError:
-        return web.json_response({"error": "body must be JSON, e.g. {\"path\": \"/models/b2\"}"}, status=400)
-    except ValidationError as exc:
-        return web.json_response({"error": one_line(exc, "body", ReloadRequest)}, status=400)
+    req = await parse(request, ReloadRequest, '{"path": "/models/v2"}', optional=True)
     path = req.path or pipeline.bundle_path
     if path is None:
         return web.json_response({"error": "no bundle path: give {\"path\": ...}"}, status=400)

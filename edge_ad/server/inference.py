@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ImageError
 from ..imageio import decode_image, image_header
 from ..overlay import encode_png, heatmap_rgb
-from ..validation import one_line
+from .bodies import parse
 from .keys import CONFIG, PIPELINE
 
 INFER_TIMEOUT_S = 30.0
@@ -67,12 +66,7 @@ class TriggerRequest(BaseModel):
 
 async def trigger(request: web.Request) -> web.Response:
     pipeline, server = request.app[PIPELINE], request.app[CONFIG]
-    try:
-        req = TriggerRequest.model_validate(await request.json())
-    except json.JSONDecodeError:
-        return _error(400, 'body must be JSON, e.g. {"part_id": "A-1"}')
-    except ValidationError as exc:
-        return _error(400, one_line(exc, "body", TriggerRequest))
+    req = await parse(request, TriggerRequest, '{"part_id": "A-1"}')
     camera = req.camera or next(iter(pipeline.cameras))
     if camera not in pipeline.cameras:
         return _error(404, f"unknown camera {camera!r}")

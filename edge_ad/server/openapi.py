@@ -1,0 +1,169 @@
+"""``GET /openapi.json``: OpenAPI 3.1, built from the same pydantic models the handlers use to
+validate bodies, plus models of what they answer. A test keeps paths and routes equal."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from .control import ReloadRequest, ThresholdUpdate
+from .inference import TriggerRequest
+
+
+class Region(BaseModel):
+    bbox: list[int] = Field(min_length=4, max_length=4, description="x, y, width, height in frame pixels")
+    area: int
+    peak_score: float
+
+
+class Result(BaseModel):
+    seq: int
+    camera: str
+    frame_index: int = Field(description="-1 for a trigger that got no frame")
+    timestamp: float = Field(description="capture time, Unix seconds")
+    age_ms: float
+    verdict: Literal["OK", "NG", "INVALID", "FAULT"]
+    score: float | None = Field(description="normalized, 0.5 = threshold; null when not inspected")
+    raw_score: float | None
+    threshold: float | None = Field(description="raw image threshold in force")
+    model: dict[str, str]
+    regions: list[Region]
+    part_id: str | None
+    reason: str | None
+    latency_ms: dict[str, float]
+    stale: bool | None = Field(None, description="on /v1/result: true when it no longer stands for the line")
+
+
+class ResultsPage(BaseModel):
+    results: list[Result]
+    last_seq: int
+
+
+class Error(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    error: str
+
+
+class InferResult(BaseModel):
+    verdict: Literal["OK", "NG"]
+    score: float
+    raw_score: float
+    threshold: float
+    width: int
+    height: int
+    model: dict[str, str]
+    regions: list[Region]
+    latency_ms: dict[str, float]
+    map_png: str | None = Field(None, description="base64 PNG of the anomaly map (with ?map=png)")
+    map_size: list[int] | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reasons: list[str]
+
+
+_MODELS = [Region, Result, ResultsPage, Error, InferResult, Readiness, TriggerRequest,
+           ThresholdUpdate, ReloadRequest]
+
+
+def _ref(model) -> dict:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _err(description: str) -> dict:
+    return _json(Error, description)
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+CAMERA = _query("camera", {"type": "string"}, "camera name (default: the first)")
+BEARER = [{"bearer": []}]
+
+
+def build_spec() -> dict:
+    schemas = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    paths = {
+        "/v1/result": {"get": {"summary": "Latest result (FAULT when stale)", "parameters": [CAMERA],
+                               "responses": {"200": _json(Result, "latest result"), "404": _err("unknown camera"),
+                                             "503": _err("no inspected frame yet")}}},
+        "/v1/results": {"get": {
+            "summary": "Results after a sequence number, oldest first (lossless polling), or by part id",
+            "parameters": [_query("after", {"type": "integer", "minimum": 0}, "last seq seen"),
+                           _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+                           _query("part_id", {"type": "string"}, "a triggered part's id")],
+            "responses": {"200": _json(ResultsPage, "results"), "400": _err("bad parameter"),
+                          "404": _err("unknown part"), "410": _err("evicted; carries oldest_seq")}}},
+        "/v1/verdict": {"get": {"summary": "One text line: seq verdict score age_ms", "parameters": [CAMERA],
+                                "responses": {"200": {"description": "verdict line", **text},
+                                              "404": _err("unknown camera"),
+                                              "503": {"description": "no result yet: 0 FAULT", **text}}}},
+        "/v1/frame.jpg": {"get": {"summary": "Last inspected frame, with overlay unless overlay=0",
+                                  "parameters": [CAMERA, _query("overlay", {"type": "string", "enum": ["0", "1"]},
+                                                                "draw the heatmap")],
+                                  "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                                                "404": _err("unknown camera"), "503": _err("no frame yet")}}},
+        "/v1/stream.mjpg": {"get": {"summary": "Live overlay as multipart JPEG",
+                                    "parameters": [CAMERA, _query("fps", {"type": "number", "exclusiveMinimum": 0},
+                                                                  "frame rate (capped)")],
+                                    "responses": {"200": {"description": "multipart/x-mixed-replace stream",
+                                                          "content": {"multipart/x-mixed-replace": {}}},
+                                                  "400": _err("bad fps"), "404": _err("unknown camera"),
+                                                  "503": _err("too many viewers")}}},
+        "/v1/status": {"get": {"summary": "Model, engine, cameras, counters, readiness",
+                               "responses": {"200": {"description": "status",
+                                                     "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/v1/infer": {"post": {
+            "summary": "Score an uploaded JPEG/PNG/BMP",
+            "parameters": [_query("map", {"type": "string", "enum": ["png"]}, "add the anomaly map")],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": _json(InferResult, "result"), "400": _err("malformed image"),
+                          "413": _err("body or declared pixels over the limit"),
+                          "415": _err("not JPEG, PNG or BMP"), "503": _err("engine not ready")}}},
+        "/v1/trigger": {"post": {
+            "summary": "Inspect the first frame captured after now, for a part",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(TriggerRequest)}}},
+            "responses": {"200": _json(Result, "the part's result (FAULT at the deadline without a frame)"),
+                          "400": _err("bad body"), "404": _err("unknown camera"), "503": _err("engine not ready")}}},
+        "/v1/config/threshold": {"put": {
+            "summary": "Move the threshold (next frame on; persisted)", "security": BEARER,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ThresholdUpdate)}}},
+            "responses": {"200": {"description": "new threshold", "content": {"application/json": {
+                "schema": {"type": "object"}}}}, "400": _err("bad body"), "401": _err("token required")}}},
+        "/v1/model/reload": {"post": {
+            "summary": "Load another bundle; swap after warm-up, keep the old one on failure", "security": BEARER,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(ReloadRequest)}}},
+            "responses": {"200": {"description": "loaded", "content": {"application/json": {
+                "schema": {"type": "object"}}}}, "400": _err("bad body"), "401": _err("token required"),
+                "422": _err("reload failed; previous model still serving")}}},
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive", "content": {
+            "application/json": {"schema": {"type": "object"}}}}}}},
+        "/readyz": {"get": {"summary": "Readiness: engine warm and fresh frames from every camera",
+                            "responses": {"200": _json(Readiness, "ready"), "503": _json(Readiness, "not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "exposition format", **text}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/": {"get": {"summary": "Dashboard page", "responses": {"200": {
+            "description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    }
+    return {"openapi": "3.1.0",
+            "info": {"title": "edge-ad", "version": __version__,
+                     "description": "Visual anomaly detection service: results for PLC gateways, dashboards "
+                                    "and operators. Scores are normalized so that 0.5 is the threshold."},
+            "paths": paths,
+            "components": {"schemas": schemas,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
