@@ -8,7 +8,7 @@ RUN_DIR  := var/runs/$(CATEGORY)
 PORT     ?= 8080
 SOURCE   ?= file://$(abspath $(DATA))/video/$(CATEGORY)_line.avi?loop=1
 
-.PHONY: run test install install-test demo model bench clean
+.PHONY: run test install install-test system-test-deps demo model bench clean
 
 run: $(RUN_DIR)/.complete
 	@echo "edge-ad: serving on http://127.0.0.1:$(PORT)  (dashboard /, API /v1/result, metrics /metrics; Ctrl-C stops)"
@@ -41,7 +41,17 @@ $(RUN_DIR)/.complete: $(DATA)/.complete
 	$(BIN)/edge-ad train --model efficientad --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
 	@touch $@
 
-test: $(VENV)/.installed-test
+# Real components the integration tests start: Prometheus (scrapes the service) and Chromium
+# (renders the dashboard). Installed with apt when missing.
+SYSTEM_TEST_BINARIES := prometheus chromium
+system-test-deps:
+	@missing=""; for b in $(SYSTEM_TEST_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing with apt-get (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: $(VENV)/.installed-test system-test-deps
 	$(BIN)/python -m pytest
 
 bench: $(RUN_DIR)/.complete

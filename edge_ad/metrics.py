@@ -54,5 +54,15 @@ class Metrics:
                                      registry=r)
         self.stream_viewers = Gauge("edge_ad_stream_viewers", "Open /v1/stream.mjpg connections",
                                     registry=r)
+        self.jetson_ram_used = Gauge("edge_ad_jetson_ram_used_bytes", "Jetson RAM in use (tegrastats)",
+                                     registry=r)
+        self.jetson_cpu_load = Gauge("edge_ad_jetson_cpu_load_ratio", "CPU core load (tegrastats)",
+                                     ["core"], registry=r)
+        self.jetson_gpu_load = Gauge("edge_ad_jetson_gpu_load_ratio", "GPU (GR3D) load (tegrastats)",
+                                     registry=r)
+        self.jetson_temperature = Gauge("edge_ad_jetson_temperature_celsius", "Temperatures (tegrastats)",
+                                        ["sensor"], registry=r)
+        self.jetson_power = Gauge("edge_ad_jetson_power_watts", "Power rails, current (tegrastats)",
+                                  ["rail"], registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

@@ -8,6 +8,7 @@ from aiohttp import web
 from ..config import SecurityConfig, ServerConfig
 from ..metrics import Metrics
 from ..pipeline.service import Pipeline
+from ..telemetry import TegrastatsThread
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
 from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
@@ -59,7 +60,12 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     if manage_pipeline:
         async def run_pipeline(app: web.Application):
             pipeline.start()
+            telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None
+            if telemetry:  # on a Jetson only
+                telemetry.start()
             yield
+            if telemetry:
+                telemetry.stop()
             pipeline.stop()
 
         app.cleanup_ctx.append(run_pipeline)
