@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--source", help="image folder or video URI (default: synthetic frames)")
     b.add_argument("--seconds", type=float, default=1.0, help="length of each phase in a round (default 1)")
     b.add_argument("--rounds", type=int, default=9, help="rounds of raw/served phases (default 9)")
-    b.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = default)")
+    b.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores but one, as served)")
     b.add_argument("--json", help="write the figures to this file")
 
     ev = sub.add_parser("evaluate", help="metrics and an HTML report on an MVTec-layout test split")

@@ -28,7 +28,8 @@ class CameraConfig(_Strict):
 class EngineConfig(_Strict):
     backend: Literal["onnxruntime"] = Field("onnxruntime", description="inference backend")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order; default TensorRT, CUDA, CPU")
-    threads: int = Field(0, ge=0, le=64, description="intra-op threads; 0 = the runtime's default")
+    threads: int = Field(0, ge=0, le=64, description="engine intra-op threads; 0 = all cores but one "
+                                                   "(the capture, decision and HTTP threads keep one)")
     batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from aiohttp import web
 
@@ -29,7 +30,14 @@ def resolve_config(args):
     return config.model_copy(update={"server": server})
 
 
+# The HTTP loop shares the interpreter with the capture and inference threads. At CPython's
+# default 5 ms switch interval a request could wait that long for a thread doing Python work
+# to yield; bench/http_bench.py measured GET /v1/result p99 at 5.5 ms that way.
+SWITCH_INTERVAL_S = 0.0005
+
+
 def run_serve(args) -> int:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = resolve_config(args)
     metrics = Metrics()
     pipeline = build_pipeline(config, metrics)
