@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..bundle import Bundle, load_bundle
-from ..decision import FAULT
+from ..decision import FAULT, NG
 from ..drift import DRIFT, DriftGuard
 from ..engines import Engine, create_engine
 from ..inspector import Inspection, Inspector
@@ -59,6 +59,7 @@ class Pipeline:
                           for n, s in sources.items()]
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self.views: dict[str, View] = {}
+        self.rejects: deque[View] = deque(maxlen=16)  # recent NG views, for the dashboard gallery
         self.engine_ready = threading.Event()
         self.engine_error: str | None = None
         self.last_e2e_s: dict[str, float] = {}
@@ -267,6 +268,8 @@ class Pipeline:
         if trig is not None:
             trig.future.set_result(result)
         self.views[cam] = View(result.seq, frame.image_rgb, ins)
+        if result.verdict == NG:
+            self.rejects.append(self.views[cam])
         e2e = time.perf_counter() - frame.captured_mono
         self.last_e2e_s[cam] = e2e
         self.processed += 1

@@ -108,6 +108,8 @@ async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -
         return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score, ins.regions))
 
     jpeg = await asyncio.get_running_loop().run_in_executor(None, encode)
+    if len(cache) > 64:  # gallery entries are keyed by seq; keep the cache bounded
+        cache.clear()
     cache[(camera, overlay)] = (view.seq, jpeg)
     return jpeg
 
@@ -116,6 +118,13 @@ async def frame_jpg(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     camera = _camera(request) or next(iter(pipeline.cameras))
     overlay = request.query.get("overlay", "1") not in ("0", "false", "no")
+    if "seq" in request.query:  # a recent reject (the dashboard's gallery) or the latest frame
+        seq = _int_param(request, "seq", 0, 0, 2**62)
+        view = next((v for v in (*pipeline.rejects, *pipeline.views.values()) if v.seq == seq), None)
+        if view is None:
+            return _error(404, f"frame {seq} is not retained (the last 16 rejects and the latest frames are)")
+        jpeg = await overlay_jpeg(request.app, f"seq:{seq}", view, overlay)
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"X-Seq": str(seq)})
     view = pipeline.views.get(camera)
     if view is None:
         return _error(503, "no inspected frame yet")

@@ -97,3 +97,17 @@ def test_missing_source_is_not_ready_with_reason(live_server, bundle_dir, tmp_pa
     status, body = get_json(srv.url + "/v1/result")
     assert status == 503 and body["verdict"] == "FAULT"
     assert get(srv.url + "/healthz")[0] == 200  # alive, just not ready
+
+
+def test_reject_gallery_frames_and_no_cors_by_default(live_server, bundle_dir, demo_root):
+    import urllib.request
+
+    srv, pipeline = _serve(live_server, bundle_dir, f"dir://{demo_root}/wood/test/hole?loop=1&fps=20")
+    wait_for(lambda: len(pipeline.rejects) >= 2)
+    seq = pipeline.rejects[0].seq
+    status, body, headers = get(f"{srv.url}/v1/frame.jpg?seq={seq}")
+    assert status == 200 and body[:2] == b"\xff\xd8" and headers["X-Seq"] == str(seq)
+    assert get(f"{srv.url}/v1/frame.jpg?seq=999999")[0] == 404
+    req = urllib.request.Request(srv.url + "/v1/result", headers={"Origin": "http://evil.example"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers  # CORS stays off
