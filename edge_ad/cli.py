@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--source", help="source URI (without --config), e.g. file://line.avi?loop=1")
     s.add_argument("--port", type=int, help="HTTP port (overrides the config)")
     s.add_argument("--host", help="listen address (overrides the config)")
+    s.add_argument("--journal", help="SQLite journal of every result (without --config)")
 
     b = sub.add_parser("bench", help="raw engine vs served pipeline, measured in one run")
     b.add_argument("bundle")

@@ -46,6 +46,10 @@ class ServerConfig(_Strict):
 
 class ResultsConfig(_Strict):
     ring_size: int = Field(10_000, ge=10, le=1_000_000, description="results kept in memory for polling")
+    journal: Path | None = Field(None, description="SQLite file every result is appended to; numbering "
+                                                   "continues from it after a restart")
+    journal_max_rows: int = Field(1_000_000, ge=1000, le=100_000_000, description="journal retention by count")
+    journal_max_age_days: float = Field(30, gt=0, le=3650, description="journal retention by age")
     stale_periods: float = Field(2.0, gt=0, le=100,
                                  description="a result older than this many frame periods (plus the "
                                              "pipeline's own latency) is never served as a fresh OK")
@@ -119,7 +123,10 @@ def load_config(path: str | Path) -> ServiceConfig:
     base = path.parent
     cameras = [c.model_copy(update={"source": _resolve_source(c.source, base)}) for c in config.cameras]
     model = config.model if config.model.is_absolute() else (base / config.model).resolve()
-    return config.model_copy(update={"model": model, "cameras": cameras})
+    results = config.results
+    if results.journal is not None and not results.journal.is_absolute():
+        results = results.model_copy(update={"journal": (base / results.journal).resolve()})
+    return config.model_copy(update={"model": model, "cameras": cameras, "results": results})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

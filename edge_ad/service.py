@@ -26,7 +26,15 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
         return create_engine(b, config.engine.backend, providers=config.engine.providers,
                              threads=config.engine.threads)
 
-    return Pipeline(engine, Inspector(engine, m), sources, metrics,
-                    ResultStore(config.results.ring_size), batch_size=config.engine.batch_size,
+    journal, first_seq = None, 1
+    if config.results.journal is not None:
+        from .pipeline.journal import Journal
+
+        r = config.results
+        journal = Journal(r.journal, r.journal_max_rows, r.journal_max_age_days * 86400)
+        first_seq = journal.last_seq() + 1  # numbering continues across restarts
+    store = ResultStore(config.results.ring_size, first_seq, sink=journal.append if journal else None)
+    return Pipeline(engine, Inspector(engine, m), sources, metrics, store,
+                    journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
                     drift=config.drift.model_dump(), engine_factory=engine_factory)

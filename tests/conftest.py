@@ -57,6 +57,8 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self):
+        if not self.thread.is_alive():  # closed already (a test may stop it to restart)
+            return
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

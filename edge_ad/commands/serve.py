@@ -17,14 +17,16 @@ log = logging.getLogger("edge_ad.serve")
 
 def resolve_config(args):
     if args.config:
-        if args.model or args.source:
-            raise ConfigError("use either --config or --model/--source, not both")
+        if args.model or args.source or args.journal:
+            raise ConfigError("use either --config or --model/--source/--journal, not both")
         config = load_config(args.config)
     else:
         if not (args.model and args.source):
             raise ConfigError("serve needs --config FILE, or both --model BUNDLE and --source URI")
-        config = build_config({"model": args.model, "cameras": [{"source": args.source}]},
-                              "command line")
+        raw = {"model": args.model, "cameras": [{"source": args.source}]}
+        if args.journal:
+            raw["results"] = {"journal": args.journal}
+        config = build_config(raw, "command line")
     server = config.server.model_copy(update={k: v for k, v in
                                               (("port", args.port), ("host", args.host)) if v})
     return config.model_copy(update={"server": server})

@@ -58,10 +58,11 @@ class Evicted(Exception):
 
 
 class ResultStore:
-    def __init__(self, capacity: int = 10_000, first_seq: int = 1):
+    def __init__(self, capacity: int = 10_000, first_seq: int = 1, sink=None):
         self._ring: deque[Result] = deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._next_seq = first_seq
+        self._sink = sink  # e.g. Journal.append: sees every result, in seq order
 
     def publish(self, make) -> Result:
         """``make(seq)`` builds the result; seq assignment and append are one atomic step."""
@@ -69,7 +70,14 @@ class ResultStore:
             result = make(self._next_seq)
             self._next_seq += 1
             self._ring.append(result)
+            if self._sink is not None:
+                self._sink(result)
         return result
+
+    def oldest_available(self) -> int:
+        """The lowest seq the ring still holds (the next one when it is empty)."""
+        with self._lock:
+            return self._ring[0].seq if self._ring else self._next_seq
 
     def latest(self, camera: str | None = None) -> Result | None:
         with self._lock:
@@ -94,6 +102,8 @@ class ResultStore:
         """Results with seq > ``seq``, oldest first. Raises Evicted when some were lost."""
         with self._lock:
             if not self._ring:
+                if seq < self._next_seq - 1:  # e.g. after a restart: older results are not here
+                    raise Evicted(self._next_seq)
                 return []
             oldest = self._ring[0].seq
             if seq < oldest - 1:

@@ -46,7 +46,7 @@ class Pipeline:
                  metrics: Metrics, store: ResultStore, batch_size: int = 1,
                  stale_periods: float = 2.0, bundle_path: Path | None = None,
                  drift: dict | None = None,
-                 engine_factory: Callable[[Bundle], Engine] = create_engine):
+                 engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -69,11 +69,14 @@ class Pipeline:
         self._drift_params = drift or {}
         self.drift = {n: DriftGuard(m.calibration.normal_scores, **self._drift_params) for n in sources}
         self.engine_factory = engine_factory
+        self.journal = journal  # the store's sink; started and flushed with the pipeline
         self.triggers = TriggerBook(sources)
         self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        if self.journal is not None:
+            self.journal.start()
         self._worker.start()
         for t in self._captures:
             t.start()
@@ -86,6 +89,8 @@ class Pipeline:
             t.join(timeout)
         if self._worker.is_alive():
             self._worker.join(timeout)
+        if self.journal is not None:
+            self.journal.close()
 
     @property
     def finished(self) -> bool:

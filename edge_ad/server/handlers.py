@@ -75,21 +75,27 @@ async def verdict(request: web.Request) -> web.Response:
 
 async def results(request: web.Request) -> web.Response:
     store = request.app[PIPELINE].store
+    journal = request.app[PIPELINE].journal
     part_id = request.query.get("part_id")
     if part_id is not None:
         found = store.by_part(part_id)
-        if found is None:
-            return _error(404, f"no result for part {part_id!r} (unknown, or evicted from the ring buffer)")
-        return web.json_response({"results": [found.to_json()], "last_seq": store.last_seq})
+        body = found.to_json() if found else (journal.by_part(part_id) if journal else None)
+        if body is None:
+            return _error(404, f"no result for part {part_id!r} (unknown, or past retention)")
+        return web.json_response({"results": [body], "last_seq": store.last_seq})
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
     try:
-        items = store.after(after, limit)
+        now = time.time()
+        items = [r.to_json(now) for r in store.after(after, limit)]
     except Evicted as exc:
-        return _error(410, "results after that seq were evicted from the ring buffer; resume from "
-                           "oldest_seq - 1", oldest_seq=exc.oldest_seq)
-    now = time.time()
-    return web.json_response({"results": [r.to_json(now) for r in items], "last_seq": store.last_seq})
+        # Older than the ring: the journal has them unless retention dropped them too.
+        oldest = journal.oldest_seq() if journal else None
+        if oldest is None or after < oldest - 1:
+            return _error(410, "results after that seq are no longer kept; resume from oldest_seq - 1",
+                          oldest_seq=oldest if oldest is not None else exc.oldest_seq)
+        items = journal.after(after, limit)
+    return web.json_response({"results": items, "last_seq": store.last_seq})
 
 
 async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -> bytes:
