@@ -105,6 +105,8 @@ class Manifest(_Strict):
     calibration: Calibration = Calibration()
     provenance: Provenance
     validation: dict[str, float] = Field(default_factory=dict)
+    image_stats: dict[str, float] = Field(default_factory=dict, description="brightness and sharpness "
+                                          "of the calibration images, for the image-quality guard")
 
 
 def sha256_file(path: Path) -> str:

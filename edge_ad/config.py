@@ -61,6 +61,17 @@ class DriftConfig(_Strict):
     alpha: float = Field(1e-4, gt=0, lt=0.5, description="KS p-value below which the line has drifted")
 
 
+class QualityConfig(_Strict):
+    enabled: bool = Field(True, description="judge frames that are dark, bright, clipped, blurred or frozen INVALID")
+    min_brightness: float = Field(20.0, ge=0, le=255)
+    max_brightness: float = Field(235.0, ge=0, le=255)
+    max_clipped: float = Field(0.5, gt=0, le=1, description="fraction of pixels at 0-5 or 250-255")
+    min_sharpness_ratio: float = Field(0.3, ge=0, le=1,
+                                       description="sharpness below this share of the calibration images' = blurred")
+    frozen_s: float = Field(2.0, gt=0, le=60, description="identical frames for this long = frozen stream")
+    frozen_delta: float = Field(0.3, gt=0, le=50, description="mean grey-level change below which frames are identical")
+
+
 class SecurityConfig(_Strict):
     token: str | None = Field(None, min_length=16, max_length=256,
                               description="bearer token for control endpoints (PUT/POST); without one they "
@@ -77,6 +88,7 @@ class ServiceConfig(_Strict):
     results: ResultsConfig = ResultsConfig()
     security: SecurityConfig = SecurityConfig()
     drift: DriftConfig = DriftConfig()
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("cameras")
     @classmethod

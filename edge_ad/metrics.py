@@ -64,5 +64,7 @@ class Metrics:
                                         ["sensor"], registry=r)
         self.jetson_power = Gauge("edge_ad_jetson_power_watts", "Power rails, current (tegrastats)",
                                   ["rail"], registry=r)
+        self.invalid_frames = Counter("edge_ad_invalid_frames", "Frames judged INVALID by the quality guard",
+                                      ["camera", "kind"], registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

@@ -8,6 +8,7 @@ from .inspector import Inspector
 from .metrics import Metrics
 from .pipeline.results import ResultStore
 from .pipeline.service import Pipeline
+from .quality import QualityLimits
 from .sources.base import open_source
 
 
@@ -34,7 +35,10 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
         journal = Journal(r.journal, r.journal_max_rows, r.journal_max_age_days * 86400)
         first_seq = journal.last_seq() + 1  # numbering continues across restarts
     store = ResultStore(config.results.ring_size, first_seq, sink=journal.append if journal else None)
-    return Pipeline(engine, Inspector(engine, m), sources, metrics, store,
+    q = config.quality
+    limits = QualityLimits(q.min_brightness, q.max_brightness, q.max_clipped, q.min_sharpness_ratio,
+                           q.frozen_s, q.frozen_delta) if q.enabled else None
+    return Pipeline(engine, Inspector(engine, m), sources, metrics, store, quality=limits,
                     journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
                     drift=config.drift.model_dump(), engine_factory=engine_factory)

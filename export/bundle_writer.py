@@ -18,6 +18,7 @@ from edge_ad.bundle import (InputSpec, Manifest, Normalization, Provenance, Thre
                             save_manifest, sha256_file)
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
+from edge_ad.quality import reference_stats
 
 from .calibrate import normal_only_thresholds
 from .onnx_export import BundleGraph, export_onnx
@@ -88,7 +89,8 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
     parity = parity_report(_torch_outputs(model, holdout_u8, channels), engine_out,
                            thresholds.image.threshold)
     manifest = manifest.model_copy(update={"thresholds": thresholds, "calibration": calibration,
-                                           "validation": parity})
+                                           "validation": parity,
+                                           "image_stats": reference_stats(list(holdout_u8))})
     save_manifest(out, manifest)
     if parity["parity_verdict_flips"] or parity["parity_max_rel_score_diff"] > SCORE_RTOL:
         raise EdgeAdError(f"parity gate failed: ONNX Runtime scores differ from torch "

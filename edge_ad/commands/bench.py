@@ -21,6 +21,7 @@ from ..metrics import Metrics
 from ..pipeline.results import ResultStore
 from ..pipeline.service import Pipeline
 from ..sources.base import open_source
+from ..quality import QualityLimits
 from ..sources.memory import MemorySource
 
 
@@ -62,7 +63,8 @@ def _raw(engine, batch, seconds) -> tuple[list[float], str]:
 def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
     """The pipeline fed at ``fps``: results per second and per-result end-to-end seconds."""
     store = ResultStore(1_000_000)
-    pipe = Pipeline(engine, inspector, {"bench": MemorySource(frames, fps)}, Metrics(), store)
+    pipe = Pipeline(engine, inspector, {"bench": MemorySource(frames, fps)}, Metrics(), store,
+                    quality=QualityLimits())  # as served: the guard looks at every frame
     pipe.start()
     try:
         if not pipe.engine_ready.wait(60):

@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 
 from ..bundle import Bundle, load_bundle
-from ..decision import FAULT, NG
+from ..decision import FAULT, INVALID, NG
 from ..drift import DRIFT, DriftGuard
 from ..engines import Engine, create_engine
 from ..inspector import Inspection, Inspector
+from ..quality import FrozenDetector, QualityLimits, measure, problem
 from ..metrics import Metrics
 from ..sources.base import Frame, Source
 from .capture import CameraState, CaptureThread
@@ -46,7 +47,8 @@ class Pipeline:
                  metrics: Metrics, store: ResultStore, batch_size: int = 1,
                  stale_periods: float = 2.0, bundle_path: Path | None = None,
                  drift: dict | None = None,
-                 engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None):
+                 engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None,
+                 quality: QualityLimits | None = None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -70,6 +72,8 @@ class Pipeline:
         self.drift = {n: DriftGuard(m.calibration.normal_scores, **self._drift_params) for n in sources}
         self.engine_factory = engine_factory
         self.journal = journal  # the store's sink; started and flushed with the pipeline
+        self.quality = quality  # None: every frame is inspected
+        self.frozen = {n: FrozenDetector(quality) for n in sources} if quality else {}
         self.triggers = TriggerBook(sources)
         self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
 
@@ -238,7 +242,26 @@ class Pipeline:
         self.metrics.verdicts.labels(trig.camera, FAULT).inc()
         trig.future.set_result(result)
 
+    def _unjudgeable(self, frame: Frame) -> tuple[str, str] | None:
+        q = measure(frame.image_rgb)
+        frozen_for = self.frozen[frame.camera].update(q.thumb, frame.captured_mono)
+        if frozen_for >= self.quality.frozen_s:
+            return "frozen", f"frozen: the picture has not changed for {frozen_for:.1f} s"
+        return problem(q, self.quality, self.inspector.manifest.image_stats.get("sharpness_median"))
+
     def _process(self, frames: list[Frame]) -> None:
+        if self.quality is not None:
+            judged = []
+            for frame in frames:
+                why = self._unjudgeable(frame)
+                if why is None:
+                    judged.append(frame)
+                else:  # not worth an engine call, and never an OK
+                    self.metrics.invalid_frames.labels(frame.camera, why[0]).inc()
+                    self._publish(frame, None, why[1], verdict=INVALID)
+            frames = judged
+            if not frames:
+                return
         try:
             inspections = self.inspector.inspect([f.image_rgb for f in frames])
             error = None
@@ -249,7 +272,8 @@ class Pipeline:
         for frame, ins in zip(frames, inspections):
             self._publish(frame, ins, error)
 
-    def _publish(self, frame: Frame, ins: Inspection | None, error: str | None) -> None:
+    def _publish(self, frame: Frame, ins: Inspection | None, error: str | None,
+                 verdict: str = FAULT) -> None:
         t_pub = time.perf_counter()
         m = self.metrics
         cam = frame.camera
@@ -258,8 +282,8 @@ class Pipeline:
 
         def make(seq: int) -> Result:
             e2e_s = time.perf_counter() - frame.captured_mono
-            if ins is None:
-                return Result(seq, cam, frame.index, frame.captured_at, time.time(), FAULT, None,
+            if ins is None:  # FAULT (engine) or INVALID (quality guard): no score is invented
+                return Result(seq, cam, frame.index, frame.captured_at, time.time(), verdict, None,
                               None, None, self.model_info, reason=error, part_id=part_id,
                               latency_ms={"end_to_end": round(e2e_s * 1000, 2)})
             return Result(seq, cam, frame.index, frame.captured_at, time.time(), ins.verdict,

@@ -101,3 +101,39 @@ def test_lighting_change_is_reported_as_drift(bundle_dir, demo_root):
     state = run(darker, 80)
     assert state.state == DRIFT
     assert metrics.drift_detected.labels("cam0")._value.get() == 1
+
+
+def test_quality_guard_makes_bad_frames_invalid_never_ok(bundle_dir, demo_root):
+    import cv2
+
+    from edge_ad.imageio import read_image
+    from edge_ad.quality import QualityLimits
+
+    bundle = load_bundle(bundle_dir)
+    assert bundle.manifest.image_stats["sharpness_median"] > 0
+    good = read_image(sorted((demo_root / "wood" / "test" / "good").glob("*.png"))[0])
+    engine = create_engine(bundle)
+
+    def run(frames, n=6, fps=50):
+        store, metrics = ResultStore(), Metrics()
+        pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(frames, fps)},
+                        metrics, store, quality=QualityLimits(frozen_s=1.0))
+        pipe.start()
+        try:
+            wait_for(lambda: store.last_seq >= n, timeout=60)
+        finally:
+            pipe.stop()
+        return store.after(0, n), metrics
+
+    dark, metrics = run([(good * 0.05).astype(np.uint8)])
+    assert {r.verdict for r in dark} == {"INVALID"} and "too dark" in dark[0].reason
+    assert all(r.score is None for r in dark)
+    assert metrics.invalid_frames.labels("cam0", "dark")._value.get() >= 6
+
+    blurred, _ = run([cv2.GaussianBlur(good, (0, 0), 5)])
+    assert blurred[0].verdict == "INVALID" and "blurred" in blurred[0].reason
+
+    # the same picture over and over: judged at first, INVALID once frozen for 1 s
+    frozen, _ = run([good], n=80, fps=50)
+    assert frozen[0].verdict in ("OK", "NG")
+    assert frozen[-1].verdict == "INVALID" and "frozen" in frozen[-1].reason
