@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="HTTP port (overrides the config)")
     s.add_argument("--host", help="listen address (overrides the config)")
     s.add_argument("--journal", help="SQLite journal of every result (without --config)")
+    s.add_argument("--evidence", help="folder for NG/INVALID frames and sampled OK ones (without --config)")
+
+    evd = sub.add_parser("evidence", help="work with the evidence store")
+    evd_sub = evd.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    exp = evd_sub.add_parser("export", help="write stored evidence in the MVTec layout for retraining")
+    exp.add_argument("out", help="output folder")
+    where = exp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", help="the evidence folder")
+    where.add_argument("--config", help="take the evidence folder from this service config")
 
     b = sub.add_parser("bench", help="raw engine vs served pipeline, measured in one run")
     b.add_argument("bundle")
@@ -125,6 +134,21 @@ def _run(args: argparse.Namespace) -> int:
         from .commands.bench import run_bench
 
         return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds, args.threads)
+    if args.command == "evidence":
+        from .evidence import export_mvtec
+
+        store = args.store
+        if args.config:
+            from .config import load_config
+
+            store = load_config(args.config).evidence.path
+            if store is None:
+                raise EdgeAdError(f"{args.config} has no evidence.path")
+        counts = export_mvtec(store, args.out)
+        print(f"exported to {args.out}: {counts['good']} OK frames to train/good, {counts['ng']} NG to "
+              f"test/ng (with their maps as masks), {counts['invalid']} INVALID to invalid/; "
+              "these labels are the model's verdicts: review them before training")
+        return 0
     if args.command == "evaluate":
         from .commands.evaluate import run_evaluate
 

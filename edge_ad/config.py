@@ -72,6 +72,12 @@ class QualityConfig(_Strict):
     frozen_delta: float = Field(0.3, gt=0, le=50, description="mean grey-level change below which frames are identical")
 
 
+class EvidenceConfig(_Strict):
+    path: Path | None = Field(None, description="folder for NG/INVALID frames (and sampled OK ones); off when unset")
+    quota_mb: float = Field(2048, gt=0, le=10_000_000, description="disk quota; the oldest evidence goes first")
+    ok_every: int = Field(100, ge=0, le=1_000_000, description="keep every Nth OK frame too (0: none)")
+
+
 class SecurityConfig(_Strict):
     token: str | None = Field(None, min_length=16, max_length=256,
                               description="bearer token for control endpoints (PUT/POST); without one they "
@@ -89,6 +95,7 @@ class ServiceConfig(_Strict):
     security: SecurityConfig = SecurityConfig()
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -138,7 +145,11 @@ def load_config(path: str | Path) -> ServiceConfig:
     results = config.results
     if results.journal is not None and not results.journal.is_absolute():
         results = results.model_copy(update={"journal": (base / results.journal).resolve()})
-    return config.model_copy(update={"model": model, "cameras": cameras, "results": results})
+    evidence = config.evidence
+    if evidence.path is not None and not evidence.path.is_absolute():
+        evidence = evidence.model_copy(update={"path": (base / evidence.path).resolve()})
+    return config.model_copy(update={"model": model, "cameras": cameras, "results": results,
+                                     "evidence": evidence})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

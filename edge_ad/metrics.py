@@ -66,5 +66,10 @@ class Metrics:
                                   ["rail"], registry=r)
         self.invalid_frames = Counter("edge_ad_invalid_frames", "Frames judged INVALID by the quality guard",
                                       ["camera", "kind"], registry=r)
+        self.evidence_saved = Counter("edge_ad_evidence_saved", "Frames saved as evidence", ["verdict"],
+                                      registry=r)
+        self.evidence_dropped = Counter("edge_ad_evidence_dropped",
+                                        "Evidence not saved because the writer fell behind", registry=r)
+        self.evidence_bytes = Gauge("edge_ad_evidence_bytes", "Disk used by the evidence store", registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

@@ -38,7 +38,13 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
     q = config.quality
     limits = QualityLimits(q.min_brightness, q.max_brightness, q.max_clipped, q.min_sharpness_ratio,
                            q.frozen_s, q.frozen_delta) if q.enabled else None
-    return Pipeline(engine, Inspector(engine, m), sources, metrics, store, quality=limits,
+    evidence = None
+    if config.evidence.path is not None:
+        from .evidence import EvidenceStore
+
+        e = config.evidence
+        evidence = EvidenceStore(e.path, int(e.quota_mb * 1024 * 1024), e.ok_every, metrics)
+    return Pipeline(engine, Inspector(engine, m), sources, metrics, store, quality=limits, evidence=evidence,
                     journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
                     drift=config.drift.model_dump(), engine_factory=engine_factory)

@@ -17,8 +17,8 @@ log = logging.getLogger("edge_ad.serve")
 
 def resolve_config(args):
     if args.config:
-        if args.model or args.source or args.journal:
-            raise ConfigError("use either --config or --model/--source/--journal, not both")
+        if args.model or args.source or args.journal or args.evidence:
+            raise ConfigError("use either --config or --model/--source/--journal/--evidence, not both")
         config = load_config(args.config)
     else:
         if not (args.model and args.source):
@@ -26,6 +26,8 @@ def resolve_config(args):
         raw = {"model": args.model, "cameras": [{"source": args.source}]}
         if args.journal:
             raw["results"] = {"journal": args.journal}
+        if args.evidence:
+            raw["evidence"] = {"path": args.evidence}
         config = build_config(raw, "command line")
     server = config.server.model_copy(update={k: v for k, v in
                                               (("port", args.port), ("host", args.host)) if v})

@@ -48,7 +48,7 @@ class Pipeline:
                  stale_periods: float = 2.0, bundle_path: Path | None = None,
                  drift: dict | None = None,
                  engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None,
-                 quality: QualityLimits | None = None):
+                 quality: QualityLimits | None = None, evidence=None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -73,14 +73,16 @@ class Pipeline:
         self.engine_factory = engine_factory
         self.journal = journal  # the store's sink; started and flushed with the pipeline
         self.quality = quality  # None: every frame is inspected
+        self.evidence = evidence  # EvidenceStore or None
         self.frozen = {n: FrozenDetector(quality) for n in sources} if quality else {}
         self.triggers = TriggerBook(sources)
         self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if self.journal is not None:
-            self.journal.start()
+        for part in (self.journal, self.evidence):
+            if part is not None:
+                part.start()
         self._worker.start()
         for t in self._captures:
             t.start()
@@ -93,8 +95,9 @@ class Pipeline:
             t.join(timeout)
         if self._worker.is_alive():
             self._worker.join(timeout)
-        if self.journal is not None:
-            self.journal.close()
+        for part in (self.journal, self.evidence):
+            if part is not None:
+                part.close()
 
     @property
     def finished(self) -> bool:
@@ -299,6 +302,8 @@ class Pipeline:
         self.views[cam] = View(result.seq, frame.image_rgb, ins)
         if result.verdict == NG:
             self.rejects.append(self.views[cam])
+        if self.evidence is not None:
+            self.evidence.offer(result, frame.image_rgb, ins)
         e2e = time.perf_counter() - frame.captured_mono
         self.last_e2e_s[cam] = e2e
         self.processed += 1

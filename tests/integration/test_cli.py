@@ -68,3 +68,30 @@ def test_check_validates_config_model_engine_and_source(bundle_dir, demo_root, t
     no_source.write_text(f"model: {bundle_dir}\ncameras:\n  - source: file://{tmp_path}/gone.avi\n")
     r = edge_ad("check", "--config", no_source)
     assert r.returncode == 1 and "video file not found" in r.stderr
+
+
+def test_evidence_from_a_live_service_exports_for_retraining(bundle_dir, demo_root, tmp_path):
+    from edge_ad.config import build_config
+    from edge_ad.evaluation.dataset import test_set
+    from edge_ad.service import build_pipeline
+
+    from .helpers import wait_for
+
+    evidence = tmp_path / "evidence"
+    config = build_config({"model": str(bundle_dir), "evidence": {"path": str(evidence), "ok_every": 1},
+                           "cameras": [{"source": f"dir://{demo_root}/wood/test/hole?loop=1&fps=20"}]})
+    pipeline = build_pipeline(config)
+    pipeline.start()
+    try:
+        wait_for(lambda: len(list(evidence.glob("*_NG.png"))) >= 3)
+    finally:
+        pipeline.stop()
+    r = edge_ad("evidence", "export", tmp_path / "mvtec", "--store", evidence)
+    assert r.returncode == 0, r.stderr
+    assert "review them before training" in r.stdout
+    ng = list((tmp_path / "mvtec" / "test" / "ng").glob("*.png"))
+    assert len(ng) >= 3
+    (tmp_path / "mvtec" / "test" / "good").mkdir()  # the exported tree reads as an MVTec category
+    (tmp_path / "mvtec" / "test" / "good" / "x.png").write_bytes(ng[0].read_bytes())
+    samples = test_set(tmp_path / "mvtec")
+    assert any(s.defect == "ng" and s.mask_path is not None for s in samples)
