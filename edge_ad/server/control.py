@@ -17,7 +17,7 @@ class ThresholdUpdate(BaseModel):
     score that should become the new 0.5, e.g. 0.6 to accept parts scoring up to 0.6 today)."""
 
     model_config = ConfigDict(extra="forbid")
-    threshold: float | None = Field(None, description="new raw image-score threshold")
+    threshold: float | None = Field(None, ge=-1e6, le=1e6, description="new raw image-score threshold")
     normalized: float | None = Field(None, gt=0, lt=1, description="current normalized score to move the threshold to")
     persist: bool = Field(True, description="write the change into the bundle's manifest")
 

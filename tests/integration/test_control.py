@@ -76,3 +76,10 @@ def test_protected_reads_keep_health_open(serve):
     req = urllib.request.Request(srv.url + "/v1/result", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200
+
+
+def test_absurd_thresholds_are_refused(serve):
+    srv, _, _ = serve(token=TOKEN)
+    for body in ({"threshold": 1e308}, {"threshold": float("nan")}, {"normalized": 1.5}):
+        status, reply = put(srv.url + "/v1/config/threshold", json.dumps(body).encode(), token=TOKEN)
+        assert status == 400, (body, reply)
