@@ -40,7 +40,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 def _camera(request: web.Request) -> str | None:
     camera = request.query.get("camera")
     if camera is not None and camera not in request.app[PIPELINE].cameras:
-        raise web.HTTPNotFound(text=f'{{"error": "unknown camera"}}', content_type="application/json")
+        raise web.HTTPNotFound(text='{"error": "unknown camera"}', content_type="application/json")
     return camera
 
 

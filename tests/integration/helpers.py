@@ -29,3 +29,17 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+def send(method: str, url: str, body: bytes | dict = b"", token: str | None = None,
+         content_type: str = "application/json") -> tuple[int, dict]:
+    """PUT/POST with an optional bearer token; the JSON answer, whatever the status."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

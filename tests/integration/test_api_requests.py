@@ -14,20 +14,13 @@ from edge_ad.metrics import Metrics
 from edge_ad.server.app import make_app
 from edge_ad.service import build_pipeline
 
-from .helpers import get, get_json, wait_for
+from .helpers import get, get_json, send, wait_for
 
 TOKEN = "another-test-token-0123456789"
 
 
 def post(url, data=b"", token=None, content_type="application/octet-stream"):
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": content_type})
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return send("POST", url, data, token, content_type)
 
 
 @pytest.fixture

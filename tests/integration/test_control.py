@@ -11,21 +11,13 @@ from edge_ad.metrics import Metrics
 from edge_ad.server.app import make_app
 from edge_ad.service import build_pipeline
 
-from .helpers import get, get_json, wait_for
+from .helpers import get, get_json, send, wait_for
 
 TOKEN = "t0k3n-for-tests-only-0123456789"
 
 
 def put(url, body, token=None):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": "application/json"})
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return send("PUT", url, body, token)
 
 
 @pytest.fixture

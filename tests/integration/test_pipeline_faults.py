@@ -1,5 +1,4 @@
 """Fault injection on the real pipeline: an engine that fails, a source faster than the engine."""
-import time
 
 import numpy as np
 

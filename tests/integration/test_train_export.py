@@ -1,5 +1,4 @@
 """Train a tiny real model, export it, and score with ONNX Runtime: the trained slice end to end."""
-from pathlib import Path
 
 import numpy as np
 import onnx
