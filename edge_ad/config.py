@@ -23,6 +23,19 @@ class _Strict(BaseModel):
 class CameraConfig(_Strict):
     name: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="camera id in results and metrics")
     source: str = Field(description="source URI: file://PATH, dir://PATH (?loop=1&fps=N)")
+    roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height of the inspected "
+                                                  "region, in frame pixels")
+    rotate: Literal[0, 90, 180, 270] = Field(0, description="clockwise rotation after the ROI crop")
+    ignore_mask: Path | None = Field(None, description="image over the inspected region; white = ignore")
+    min_defect_area_px: int = Field(0, ge=0, le=100_000_000,
+                                    description="an NG needs a defect region at least this large")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, roi):
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+            raise ValueError("roi is x, y, width, height with x, y >= 0 and width, height > 0")
+        return roi
 
 
 class EngineConfig(_Strict):
@@ -140,7 +153,10 @@ def load_config(path: str | Path) -> ServiceConfig:
     config = build_config(raw, str(path))
     # Relative paths are relative to the config file, not to wherever the service was started.
     base = path.parent
-    cameras = [c.model_copy(update={"source": _resolve_source(c.source, base)}) for c in config.cameras]
+    cameras = [c.model_copy(update={
+        "source": _resolve_source(c.source, base),
+        "ignore_mask": None if c.ignore_mask is None or c.ignore_mask.is_absolute()
+        else (base / c.ignore_mask).resolve()}) for c in config.cameras]
     model = config.model if config.model.is_absolute() else (base / config.model).resolve()
     results = config.results
     if results.journal is not None and not results.journal.is_absolute():

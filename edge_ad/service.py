@@ -8,6 +8,7 @@ from .inspector import Inspector
 from .metrics import Metrics
 from .pipeline.results import ResultStore
 from .pipeline.service import Pipeline
+from .geometry import CameraDecision, load_ignore_mask
 from .quality import QualityLimits
 from .sources.base import open_source
 
@@ -44,7 +45,13 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
 
         e = config.evidence
         evidence = EvidenceStore(e.path, int(e.quota_mb * 1024 * 1024), e.ok_every, metrics)
+    decisions = {}
+    for cam in config.cameras:
+        if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
+            ignore = load_ignore_mask(cam.ignore_mask, m.input.height, m.input.width) if cam.ignore_mask else None
+            decisions[cam.name] = CameraDecision(cam.roi, cam.rotate, ignore, cam.min_defect_area_px)
     return Pipeline(engine, Inspector(engine, m), sources, metrics, store, quality=limits, evidence=evidence,
+                    decisions=decisions,
                     journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
                     drift=config.drift.model_dump(), engine_factory=engine_factory)

@@ -22,6 +22,7 @@ from ..bundle import Bundle, load_bundle
 from ..decision import FAULT, INVALID, NG
 from ..drift import DRIFT, DriftGuard
 from ..engines import Engine, create_engine
+from ..geometry import CameraDecision
 from ..inspector import Inspection, Inspector
 from ..quality import FrozenDetector, QualityLimits, measure, problem
 from ..metrics import Metrics
@@ -48,7 +49,8 @@ class Pipeline:
                  stale_periods: float = 2.0, bundle_path: Path | None = None,
                  drift: dict | None = None,
                  engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None,
-                 quality: QualityLimits | None = None, evidence=None):
+                 quality: QualityLimits | None = None, evidence=None,
+                 decisions: dict[str, CameraDecision] | None = None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.batch_size = batch_size
@@ -74,6 +76,7 @@ class Pipeline:
         self.journal = journal  # the store's sink; started and flushed with the pipeline
         self.quality = quality  # None: every frame is inspected
         self.evidence = evidence  # EvidenceStore or None
+        self.decisions = decisions or {}  # per camera: ROI, rotation, ignore mask, min defect area
         self.frozen = {n: FrozenDetector(quality) for n in sources} if quality else {}
         self.triggers = TriggerBook(sources)
         self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
@@ -246,7 +249,8 @@ class Pipeline:
         trig.future.set_result(result)
 
     def _unjudgeable(self, frame: Frame) -> tuple[str, str] | None:
-        q = measure(frame.image_rgb)
+        decision = self.decisions.get(frame.camera)
+        q = measure(decision.inspected(frame.image_rgb) if decision else frame.image_rgb)
         frozen_for = self.frozen[frame.camera].update(q.thumb, frame.captured_mono)
         if frozen_for >= self.quality.frozen_s:
             return "frozen", f"frozen: the picture has not changed for {frozen_for:.1f} s"
@@ -266,7 +270,8 @@ class Pipeline:
             if not frames:
                 return
         try:
-            inspections = self.inspector.inspect([f.image_rgb for f in frames])
+            inspections = self.inspector.inspect([f.image_rgb for f in frames],
+                                                 [self.decisions.get(f.camera) for f in frames])
             error = None
         except Exception as exc:
             log.exception("engine failure")
@@ -299,11 +304,12 @@ class Pipeline:
         result = self.store.publish(make)
         if trig is not None:
             trig.future.set_result(result)
-        self.views[cam] = View(result.seq, frame.image_rgb, ins)
+        shown = ins.inspected_rgb if ins is not None and ins.inspected_rgb is not None else frame.image_rgb
+        self.views[cam] = View(result.seq, shown, ins)
         if result.verdict == NG:
             self.rejects.append(self.views[cam])
         if self.evidence is not None:
-            self.evidence.offer(result, frame.image_rgb, ins)
+            self.evidence.offer(result, shown, ins)
         e2e = time.perf_counter() - frame.captured_mono
         self.last_e2e_s[cam] = e2e
         self.processed += 1

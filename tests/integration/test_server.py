@@ -91,9 +91,10 @@ def test_ended_source_never_leaves_a_fresh_ok(live_server, bundle_dir, demo_root
 
 def test_missing_source_is_not_ready_with_reason(live_server, bundle_dir, tmp_path):
     srv, _ = _serve(live_server, bundle_dir, f"file://{tmp_path}/gone.avi")
-    _, body = wait_for(lambda: (lambda r: r if r[0] == 503 and r[1]["reasons"] else None)(
-        get_json(srv.url + "/readyz")))
-    assert any("video file not found" in r for r in body["reasons"])
+    # the first answers may still say "no frames yet": wait for the capture thread's own reason
+    status, body = wait_for(lambda: (lambda r: r if any("video file not found" in x for x in r[1]["reasons"])
+                                     else None)(get_json(srv.url + "/readyz")))
+    assert status == 503
     status, body = get_json(srv.url + "/v1/result")
     assert status == 503 and body["verdict"] == "FAULT"
     assert get(srv.url + "/healthz")[0] == 200  # alive, just not ready

@@ -46,3 +46,12 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_camera_decision_settings_resolve_relative_to_the_config(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: b\ncameras:\n  - source: dir:///x\n    roi: [10, 20, 300, 200]\n"
+                 "    rotate: 90\n    ignore_mask: masks/cam0.png\n    min_defect_area_px: 50\n")
+    cam = load_config(f).cameras[0]
+    assert cam.roi == (10, 20, 300, 200) and cam.rotate == 90 and cam.min_defect_area_px == 50
+    assert cam.ignore_mask == (tmp_path / "masks" / "cam0.png").resolve()
