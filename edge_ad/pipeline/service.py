@@ -33,6 +33,7 @@ from .slot import LatestFrameSlot
 from .triggers import Trigger, TriggerBook
 
 log = logging.getLogger(__name__)
+STALL_S = 1.0  # no frame for this long (or 3 frame periods, if longer) = the camera stalled
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class Pipeline:
         self.engine_ready.set()
         try:
             while not self._stop.is_set():
+                self._watchdog()
                 for trig in self.triggers.expired(time.time()):
                     self._fault_trigger(trig)
                 job = self._next_job()
@@ -207,6 +209,19 @@ class Pipeline:
         finally:
             self.engine_ready.clear()
             self.engine.deactivate()
+
+    def _watchdog(self) -> None:
+        """A source whose read hangs (a dead RTSP stream, an unplugged USB camera) blocks its
+        capture thread without an error: mark such a camera down after max(1 s, 3 periods)
+        without a frame. Its next frame brings it back up."""
+        now = time.perf_counter()
+        for cam in self.cameras.values():
+            if cam.up and cam.last_frame_mono is not None:
+                silent = now - cam.last_frame_mono
+                if silent > max(STALL_S, 3 * (cam.period_s or 0)):
+                    cam.up, cam.error = False, f"stalled: no frame for {silent:.1f} s"
+                    self.metrics.camera_up.labels(cam.name).set(0)
+                    log.error("camera %s: %s", cam.name, cam.error)
 
     def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
         try:

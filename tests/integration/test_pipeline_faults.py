@@ -1,5 +1,7 @@
 """Fault injection on the real pipeline: an engine that fails, a source faster than the engine."""
 
+import time
+
 import numpy as np
 
 from edge_ad.bundle import load_bundle
@@ -136,3 +138,42 @@ def test_quality_guard_makes_bad_frames_invalid_never_ok(bundle_dir, demo_root):
     frozen, _ = run([good], n=80, fps=50)
     assert frozen[0].verdict in ("OK", "NG")
     assert frozen[-1].verdict == "INVALID" and "frozen" in frozen[-1].reason
+
+
+class HangingSource(MemorySource):
+    """Delivers frames, then a read that never returns (as a dead RTSP stream's does)."""
+
+    def __init__(self, frames, fps, hang_after):
+        super().__init__(frames, fps)
+        self.hang_after, self.reads = hang_after, 0
+        self.release = __import__("threading").Event()
+
+    def read(self):
+        self.reads += 1
+        if self.reads > self.hang_after:
+            self.release.wait(30)
+            return None
+        return super().read()
+
+
+def test_a_hanging_source_is_reported_stalled_within_two_seconds(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    engine = create_engine(bundle)
+    metrics, store = Metrics(), ResultStore()
+    source = HangingSource(_frames(), fps=20, hang_after=10)
+    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": source}, metrics, store)
+    pipe.start()
+    try:
+        wait_for(lambda: store.last_seq >= 5)
+        wait_for(lambda: source.reads > 10)  # the read now hangs
+        t_hang = time.monotonic()
+        wait_for(lambda: not pipe.cameras["cam0"].up, timeout=5)
+        assert time.monotonic() - t_hang < 2.0
+        assert "stalled" in pipe.cameras["cam0"].error
+        assert metrics.camera_up.labels("cam0")._value.get() == 0
+        ready, reasons = pipe.readiness()
+        assert not ready and any("stalled" in r for r in reasons)
+        assert pipe.staleness(store.latest(), time.time()) is not None  # no fresh OK from here on
+    finally:
+        source.release.set()
+        pipe.stop()
