@@ -88,3 +88,58 @@ class GaussianBlur(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, H, W)
         return self._blur(x) / self._blur(torch.ones_like(x[:1]))
+
+
+class MapModel(AnomalyModel):
+    """A family whose anomaly map comes from a stride-8 patch map. Shared here: upsampling,
+    smoothing, per-pixel standardization with normal statistics (student and teacher, or
+    features and memory bank, behave differently at the image border; corners of normal images
+    scored 1.8x the centre before this), quantile normalization, and the image score as the
+    map's maximum, all folded into the exported graph."""
+
+    def __init__(self, size: int, blur_sigma: float):
+        super().__init__()
+        self.blur = GaussianBlur(blur_sigma)
+        self.register_buffer("pix_mean", torch.zeros(1, size, size))
+        self.register_buffer("pix_std", torch.ones(1, size, size))
+        self.register_buffer("q_a", torch.tensor(0.0))
+        self.register_buffer("q_b", torch.tensor(1.0))
+
+    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float 0..255 → (N, 1, H/8, W/8) raw patch anomaly."""
+        raise NotImplementedError
+
+    def _raw_map(self, x: torch.Tensor) -> torch.Tensor:
+        d = nn.functional.interpolate(self.patch_map(x), scale_factor=8.0, mode="bilinear",
+                                      align_corners=False)
+        return (self.blur(d)[:, 0] - self.pix_mean) / self.pix_std
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
+        return m, m.amax(dim=(1, 2))
+
+    def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._raw_map(x)
+
+    def set_map_normalization(self, maps: torch.Tensor) -> None:
+        """EfficientAD's q_a, q_b: the 90 % and 99.5 % quantiles of held-out normal maps."""
+        flat = maps.flatten().float()
+        if flat.numel() > 1_000_000:  # torch.quantile has an input size limit
+            flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+        q_a, q_b = torch.quantile(flat, torch.tensor([0.9, 0.995]))
+        self.q_a.fill_(float(q_a))
+        self.q_b.fill_(float(max(q_b, q_a + 1e-6)))
+
+    def fit_pixel_stats(self, images: torch.Tensor, device) -> None:
+        """Mean and spread of the normal map at every pixel, from the training images, smoothed
+        (σ = 8 px) so that a few dozen images give a stable estimate."""
+        self.pix_mean.zero_()
+        self.pix_std.fill_(1.0)
+        with torch.no_grad():
+            maps = torch.cat([self._raw_map(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
+            smooth = GaussianBlur(8.0).to(device)
+            mean = smooth(maps.mean(0, keepdim=True)[:, None])[:, 0]
+            std = smooth(maps.std(0, keepdim=True)[:, None])[:, 0]
+        self.pix_mean.copy_(mean)
+        self.pix_std.copy_(std.clamp_min(float(std.mean()) * 0.1))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import load_backbone
-from .base import AnomalyModel, GaussianBlur, TrainSettings, register
+from .base import MapModel, TrainSettings, register
 
 TEACHER_STAGES = (1, 2, 3)  # EfficientNet-Lite stages at stride 4, 8, 16
 
@@ -58,26 +58,19 @@ def _student(out_channels: int, width: int = 96) -> nn.Sequential:
 
 
 @register
-class EfficientAD(AnomalyModel):
+class EfficientAD(MapModel):
     family = "efficientad"
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  student_width: int = 96, blur_sigma: float = 4.0):
-        super().__init__()
+        super().__init__(size, blur_sigma)
         self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
                             student_width=student_width, blur_sigma=blur_sigma)
         self.teacher = Teacher(backbone, backbone_weights)
         c = self.teacher.channels
         self.student = _student(c, student_width)
-        self.blur = GaussianBlur(blur_sigma)
         self.register_buffer("t_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("t_std", torch.ones(1, c, 1, 1))
-        # Per-pixel statistics of normal maps (set after training), folded into the graph.
-        self.register_buffer("pix_mean", torch.zeros(1, size, size))
-        self.register_buffer("pix_std", torch.ones(1, size, size))
-        # Map quantiles on held-out normal images (EfficientAD's q_a, q_b), folded into the graph.
-        self.register_buffer("q_a", torch.tensor(0.0))
-        self.register_buffer("q_b", torch.tensor(1.0))
 
     def config(self) -> dict:
         return dict(self._config)
@@ -85,30 +78,11 @@ class EfficientAD(AnomalyModel):
     def _teacher_norm(self, x: torch.Tensor) -> torch.Tensor:
         return (self.teacher(x) - self.t_mean) / self.t_std
 
-    def _raw_map(self, x: torch.Tensor) -> torch.Tensor:
+    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             t = self._teacher_norm(x)
         s = self.student(self.teacher.backbone.normalize(x))
-        d = ((t - s) ** 2).mean(dim=1, keepdim=True)
-        d = F.interpolate(d, scale_factor=8.0, mode="bilinear", align_corners=False)
-        return (self.blur(d)[:, 0] - self.pix_mean) / self.pix_std
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
-        return m, m.amax(dim=(1, 2))
-
-    def set_map_normalization(self, maps: torch.Tensor) -> None:
-        """``maps``: raw (un-normalized) maps of held-out normal images."""
-        flat = maps.flatten().float()
-        if flat.numel() > 1_000_000:  # torch.quantile has an input size limit
-            flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
-        q_a, q_b = torch.quantile(flat, torch.tensor([0.9, 0.995]))
-        self.q_a.fill_(float(q_a))
-        self.q_b.fill_(float(max(q_b, q_a + 1e-6)))
-
-    def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._raw_map(x)
+        return ((t - s) ** 2).mean(dim=1, keepdim=True)
 
     def fit(self, images, settings: TrainSettings, progress=None) -> dict:
         device = torch.device(settings.device)
@@ -139,18 +113,5 @@ class EfficientAD(AnomalyModel):
             if progress:
                 progress(step, loss_value)
         self.student.eval()
-        self._fit_pixel_stats(images, device)
+        self.fit_pixel_stats(images, device)
         return {"final_loss": loss_value}
-
-    def _fit_pixel_stats(self, images: torch.Tensor, device: torch.device) -> None:
-        """Mean and spread of the normal map at every pixel, from the training images, smoothed
-        (σ = 8 px) so that a few dozen images give a stable estimate."""
-        self.pix_mean.zero_()
-        self.pix_std.fill_(1.0)
-        with torch.no_grad():
-            maps = torch.cat([self._raw_map(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
-            smooth = GaussianBlur(8.0).to(device)
-            mean = smooth(maps.mean(0, keepdim=True)[:, None])[:, 0]
-            std = smooth(maps.std(0, keepdim=True)[:, None])[:, 0]
-        self.pix_mean.copy_(mean)
-        self.pix_std.copy_(std.clamp_min(float(std.mean()) * 0.1))
