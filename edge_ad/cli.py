@@ -10,7 +10,7 @@ import sys
 from . import __version__
 from .errors import EdgeAdError
 
-FAMILIES = ("efficientad",)
+FAMILIES = ("efficientad", "patchcore")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="MVTec-layout category or a folder of good images")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--size", type=int, default=256, help="model input size, a multiple of 32 (default 256)")
-    t.add_argument("--steps", type=int, default=None, help="training steps (default per family)")
+    t.add_argument("--steps", type=int, default=None,
+                   help="training steps (default per family; for patchcore the memory-bank size)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--gray", action="store_true", help="train a 1-channel (grayscale camera) model")

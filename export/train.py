@@ -16,7 +16,8 @@ from .models.base import TrainSettings, create
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = {"efficientad": 600}
+# Gradient steps for learned families; for patchcore the bank size (coreset selections).
+DEFAULT_STEPS = {"efficientad": 600, "patchcore": 4096}
 
 
 def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
@@ -42,7 +43,8 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     train_paths, hold_paths = split_holdout(paths, seed)
     settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
                              seed=seed, device=device)
-    model = create(family, size=size, backbone=settings.backbone)
+    extra = {"bank_size": settings.steps} if family == "patchcore" else {}
+    model = create(family, size=size, backbone=settings.backbone, **extra)
     print(f"training {family} on {len(train_paths)} normal images "
           f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
     train_u8 = load_images(train_paths, size, channels)
@@ -51,11 +53,11 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     t0 = time.perf_counter()
     with tqdm(total=settings.steps, desc=f"train {family}", unit="step") as bar:
         def progress(step: int, loss: float) -> None:
-            bar.update()
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(step + 1 - bar.n)  # families report every step or every few
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
         stats = model.fit(_as_float_rgb(train_u8), settings, progress)
+        bar.update(bar.total - bar.n)
     seconds = time.perf_counter() - t0
     model.to("cpu").eval()
     fold_map_normalization(model, hold_u8)

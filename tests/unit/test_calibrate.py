@@ -67,3 +67,18 @@ def test_labelled_f1_youden_and_fnr_by_value():
     assert labelled_threshold(normal, abnormal, "fnr", 0.25) == pytest.approx(0.6)
     with pytest.raises(EdgeAdError):
         labelled_threshold(normal, [], "f1")
+
+
+def test_greedy_coreset_covers_the_pool():
+    """k-centre greedy: every pool vector ends up near a chosen one; a random subset of the same
+    size leaves larger holes."""
+    import torch
+
+    from export.models.patchcore import greedy_coreset
+
+    pool = torch.randn(3000, 8, generator=torch.Generator().manual_seed(0))
+    chosen = greedy_coreset(pool, 100, seed=0)
+    random = pool[torch.randperm(3000, generator=torch.Generator().manual_seed(1))[:100]]
+    cover = torch.cdist(pool, chosen).amin(1).max()
+    assert chosen.shape == (100, 8) and cover < torch.cdist(pool, random).amin(1).max()
+    assert greedy_coreset(pool[:10], 25, seed=0).shape == (25, 8)  # small pools fill the bank

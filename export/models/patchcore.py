@@ -1,0 +1,78 @@
+"""PatchCore-style low-shot memory bank on the frozen pretrained teacher features.
+
+Training is feature extraction: the patch features of the good images, thinned by a greedy
+k-centre coreset to at most ``bank_size`` vectors so that memory stays bounded on the edge.
+A patch's anomaly is its distance to the nearest bank vector, computed inside the graph as
+|f|² − 2 f·Bᵀ + |B|² (MatMul and ReduceMin: no cdist, which exporters and TensorRT lack).
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import MapModel, TrainSettings, register
+from .efficientad import Teacher
+
+
+@register
+class PatchCore(MapModel):
+    family = "patchcore"
+
+    def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
+                 bank_size: int = 4096, blur_sigma: float = 4.0):
+        super().__init__(size, blur_sigma)
+        self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
+                            bank_size=bank_size, blur_sigma=blur_sigma)
+        self.teacher = Teacher(backbone, backbone_weights)
+        c = self.teacher.channels
+        self.register_buffer("f_mean", torch.zeros(1, c, 1, 1))
+        self.register_buffer("f_std", torch.ones(1, c, 1, 1))
+        self.register_buffer("bank", torch.zeros(bank_size, c))
+        self.register_buffer("bank_sq", torch.zeros(bank_size))
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.teacher(x) - self.f_mean) / self.f_std
+
+    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
+        f = self._features(x)
+        n, c, h, w = f.shape
+        flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        d2 = (flat * flat).sum(-1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq
+        nearest = d2.amin(dim=-1).clamp_min(0).sqrt()
+        return nearest.reshape(n, 1, h, w)
+
+    @torch.no_grad()
+    def fit(self, images, settings: TrainSettings, progress=None) -> dict:
+        device = torch.device(settings.device)
+        self.to(device)
+        feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
+        self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
+        self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+        pool = ((feats - self.f_mean) / self.f_std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+        chosen = greedy_coreset(pool, self.bank.shape[0], settings.seed, progress)
+        self.bank.copy_(chosen)
+        self.bank_sq.copy_((chosen * chosen).sum(-1))
+        self.fit_pixel_stats(images, device)
+        return {"pool": int(pool.shape[0]), "bank": int(chosen.shape[0])}
+
+
+def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
+    """k-centre greedy: each step adds the vector farthest from those chosen, so the bank
+    covers the whole pool. A pool smaller than the bank is repeated to fill it (duplicates do
+    not change nearest distances, and the graph keeps a fixed shape)."""
+    if pool.shape[0] <= size:
+        reps = -(-size // pool.shape[0])
+        return pool.repeat(reps, 1)[:size].clone()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    first = int(torch.randint(pool.shape[0], (1,), generator=gen))
+    chosen = [first]
+    dist = ((pool - pool[first]) ** 2).sum(-1)
+    for step in range(1, size):
+        nxt = int(torch.argmax(dist))
+        chosen.append(nxt)
+        dist = torch.minimum(dist, ((pool - pool[nxt]) ** 2).sum(-1))
+        if progress and step % 64 == 0:
+            progress(step, float(dist.max().sqrt()))
+    return pool[chosen].clone()
