@@ -8,6 +8,8 @@ import numpy as np
 
 from .errors import ImageError
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}  # what folders of images are read as
+
 # Decode failures are reported as ImageError with the file's name; OpenCV's own stderr lines
 # about truncated buffers would only duplicate that without saying which file.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

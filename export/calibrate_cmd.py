@@ -2,7 +2,6 @@
 written into its manifest (the graph is not touched)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from edge_ad.errors import EdgeAdError
 from edge_ad.imageio import read_image, to_model_input
 
 from .calibrate import labelled_threshold, normal_only_thresholds
-from .data import IMAGE_SUFFIXES
+from .data import IMAGE_SUFFIXES, data_hash
 
 
 def _images(folder: str | Path) -> list[Path]:
@@ -34,14 +33,6 @@ def _scores(engine, paths, spec, label: str) -> np.ndarray:
         frame = to_model_input(read_image(p), spec.height, spec.width, spec.channels)
         out.append(float(engine.infer(frame[None])[1][0]))
     return np.asarray(out)
-
-
-def _hash(paths) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def calibrate(bundle_path: str, normal_dir: str, abnormal_dir: str | None = None,
@@ -71,7 +62,7 @@ def calibrate(bundle_path: str, normal_dir: str, abnormal_dir: str | None = None
     measured_fpr = float(np.mean(normal >= th))
     measured_fnr = float(np.mean(abnormal < th)) if len(abnormal) else None
     cal = cal.model_copy(update={
-        "abnormal_count": len(abnormal), "data_sha256": _hash(normal_paths + abnormal_paths),
+        "abnormal_count": len(abnormal), "data_sha256": data_hash(normal_paths + abnormal_paths),
         "expected_fpr": fpr if not method else measured_fpr,
         "expected_fnr": measured_fnr, "measured_fpr": measured_fpr})
     manifest = bundle.manifest.model_copy(update={"thresholds": thresholds, "calibration": cal})

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.errors import EdgeAdError, ImageError
-from edge_ad.imageio import read_image, to_model_input
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+from edge_ad.imageio import IMAGE_SUFFIXES, read_image, to_model_input
 
 
 def list_images(folder: Path) -> list[Path]:

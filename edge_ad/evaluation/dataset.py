@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EdgeAdError
-
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+from ..imageio import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ def test_set(root: str | Path) -> list[Sample]:
                           "(test/good, test/<defect>, ground_truth/<defect>)")
     samples = []
     for folder in sorted(p for p in test.iterdir() if p.is_dir()):
-        for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES):
+        for img in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             mask = None
             if folder.name != "good":
                 candidate = root / "ground_truth" / folder.name / f"{img.stem}_mask.png"

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, SourceError
-from ..imageio import read_image
+from ..imageio import IMAGE_SUFFIXES, read_image
 from .base import Source, SourceURI
 
 log = logging.getLogger(__name__)
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 class FolderSource(Source):
@@ -32,7 +31,7 @@ class FolderSource(Source):
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise SourceError(f"no .png/.jpg/.bmp images in {self.folder}")
         self._pos = 0
