@@ -27,8 +27,9 @@ $(VENV)/.installed-run: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install --progress-bar on -e '.[runtime,export]'
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run
-	$(BIN)/pip install --progress-bar on -e '.[runtime,export,dev]'
+# PyGObject builds against the system's GObject introspection, so apt comes first
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run | system-test-deps
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export,gst,dev]'
 	@touch $@
 
 demo: $(DATA)/.complete
@@ -41,13 +42,18 @@ $(RUN_DIR)/.complete: $(DATA)/.complete
 	$(BIN)/edge-ad train --model efficientad --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
 	@touch $@
 
-# Real components the integration tests start: Prometheus (scrapes the service) and Chromium
-# (renders the dashboard). Installed with apt when missing.
-SYSTEM_TEST_BINARIES := prometheus chromium
+# Real components the integration tests start: Prometheus (scrapes the service), Chromium
+# (renders the dashboard), GStreamer with its RTSP server (cameras), and what PyGObject needs to
+# build. Installed with apt when missing.
+SYSTEM_TEST_PACKAGES := prometheus chromium \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
+	libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev
 system-test-deps:
-	@missing=""; for b in $(SYSTEM_TEST_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	@missing=$$(for p in $(SYSTEM_TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing with apt-get (needs root)"; \
+	  echo "installing" $$missing "with apt-get (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from ..errors import SourceError
 from ..metrics import Metrics
-from ..sources.base import Frame, Source
+from ..sources.base import NO_FRAME, Frame, Source
 from .slot import DROP_POLICY, LatestFrameSlot
+
+UPSTREAM_DROP = "source_leaky"  # frames the source numbered but dropped before we read them
 
 log = logging.getLogger(__name__)
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 30.0
@@ -44,21 +46,49 @@ class CaptureThread(threading.Thread):
     def __init__(self, source: Source, slot: LatestFrameSlot, state: CameraState, metrics: Metrics,
                  stop: threading.Event):
         super().__init__(name=f"capture-{state.name}", daemon=True)
+        self._upstream_seen = 0
+        self._delays = backoff_delays()
+        self._frame_since_open = False
         self.source, self.slot, self.state, self.metrics, self.stop_event = source, slot, state, metrics, stop
 
     def _open_with_backoff(self) -> bool:
-        delays = backoff_delays()
+        """Open, retrying with backoff. The backoff carries over a source that opens and then
+        fails before its first frame (a camera that errors at once), so it cannot spin."""
         while not self.stop_event.is_set():
             try:
                 self.source.open()
                 self.state.error = None
+                self._upstream_seen = getattr(self.source, "dropped_upstream", 0)
+                if self.source.event_driven:  # open = ready; frames come when posted
+                    self._up()
                 return True
             except SourceError as exc:
                 self._down(str(exc))
                 self.state.reconnects += 1
                 self.metrics.reconnects.labels(self.state.name).inc()
-                self.stop_event.wait(next(delays))
+                self.stop_event.wait(next(self._delays))
         return False
+
+    def _reconnect(self, reason: str) -> bool:
+        """The source failed mid-stream (error, EOS, stall): tear it down and rebuild it."""
+        self._down(reason)
+        self.source.close()
+        self.state.reconnects += 1
+        self.metrics.reconnects.labels(self.state.name).inc()
+        if not self._frame_since_open:  # it failed again before any frame: back off first
+            self.stop_event.wait(next(self._delays))
+        return self._open_with_backoff()
+
+    def _up(self) -> None:
+        if not self.state.up:
+            self.state.up, self.state.error = True, None
+            self.metrics.camera_up.labels(self.state.name).set(1)
+
+    def _count_upstream_drops(self) -> None:
+        seen = getattr(self.source, "dropped_upstream", 0)
+        if seen > self._upstream_seen:
+            self.metrics.frames_dropped.labels(self.state.name, UPSTREAM_DROP).inc(seen - self._upstream_seen)
+            self._upstream_seen = seen
 
     def _down(self, reason: str) -> None:
         if self.state.error != reason:
@@ -84,15 +114,18 @@ class CaptureThread(threading.Thread):
             try:
                 image = self.source.read()
             except SourceError as exc:
-                self._down(str(exc))
-                self.source.close()
-                if not self._open_with_backoff():
+                if not self._reconnect(str(exc)):
                     break
+                self._frame_since_open = False
+                continue
+            if image is NO_FRAME:
                 continue
             if image is None:
                 self.state.ended = True
                 self._down("end of stream")
                 break
+            if not self._frame_since_open:  # a working source: the next failure starts afresh
+                self._frame_since_open, self._delays = True, backoff_delays()
             now_mono = time.perf_counter()
             frame = Frame(name, index, image, time.time(), now_mono)
             index += 1
@@ -101,9 +134,8 @@ class CaptureThread(threading.Thread):
                 self.state.period_s = dt if self.state.period_s is None else 0.9 * self.state.period_s + 0.1 * dt
             self.state.last_frame_mono = now_mono
             self.state.frames += 1
-            if not self.state.up:
-                self.state.up, self.state.error = True, None
-                self.metrics.camera_up.labels(name).set(1)
+            self._up()
+            self._count_upstream_drops()
             self.metrics.frames_captured.labels(name).inc()
             if self.slot.put(frame):
                 self.metrics.frames_dropped.labels(name, DROP_POLICY).inc()
