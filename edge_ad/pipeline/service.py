@@ -58,7 +58,10 @@ class Pipeline:
         self.stale_periods = stale_periods
         self._stop = threading.Event()
         self._wakeup = threading.Condition()
-        self.cameras = {n: CameraState(n, s.uri) for n, s in sources.items()}
+        # what status shows: the URI with any RTSP password redacted
+        self.cameras = {n: CameraState(n, getattr(s, "display", s.uri)) for n, s in sources.items()}
+        self.event_driven = {n for n, s in sources.items() if s.event_driven}
+        self.sources = sources
         self.slots = {n: LatestFrameSlot(n, self._wakeup) for n in sources}
         self._captures = [CaptureThread(s, self.slots[n], self.cameras[n], metrics, self._stop)
                           for n, s in sources.items()]
@@ -78,7 +81,9 @@ class Pipeline:
         self.quality = quality  # None: every frame is inspected
         self.evidence = evidence  # EvidenceStore or None
         self.decisions = decisions or {}  # per camera: ROI, rotation, ignore mask, min defect area
-        self.frozen = {n: FrozenDetector(quality) for n in sources} if quality else {}
+        # a posted image repeating the last one is a resend, not a frozen camera
+        self.frozen = {n: FrozenDetector(quality) for n in sources
+                       if n not in self.event_driven} if quality else {}
         self.triggers = TriggerBook(sources)
         self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
 
@@ -120,6 +125,8 @@ class Pipeline:
         cam = self.cameras[result.camera]
         if not cam.up:
             return f"camera {cam.name} is down ({cam.error or 'no frames'})"
+        if cam.name in self.event_driven:  # the result stands for the part posted, not the line
+            return None
         age, limit = now - result.captured_at, self.stale_limit_s(result.camera)
         if age > limit:
             return f"last inspected frame is {age * 1000:.0f} ms old (limit {limit * 1000:.0f} ms)"
@@ -133,6 +140,8 @@ class Pipeline:
         for name, cam in self.cameras.items():
             if not cam.up:
                 reasons.append(f"camera {name}: {cam.error or 'no frames yet'}")
+                continue
+            if name in self.event_driven:  # idle until a part is posted: ready while open
                 continue
             latest = self.store.latest(name)
             if latest is None:
@@ -216,7 +225,7 @@ class Pipeline:
         without a frame. Its next frame brings it back up."""
         now = time.perf_counter()
         for cam in self.cameras.values():
-            if cam.up and cam.last_frame_mono is not None:
+            if cam.up and cam.last_frame_mono is not None and cam.name not in self.event_driven:
                 silent = now - cam.last_frame_mono
                 if silent > max(STALL_S, 3 * (cam.period_s or 0)):
                     cam.up, cam.error = False, f"stalled: no frame for {silent:.1f} s"
@@ -266,7 +275,8 @@ class Pipeline:
     def _unjudgeable(self, frame: Frame) -> tuple[str, str] | None:
         decision = self.decisions.get(frame.camera)
         q = measure(decision.inspected(frame.image_rgb) if decision else frame.image_rgb)
-        frozen_for = self.frozen[frame.camera].update(q.thumb, frame.captured_mono)
+        detector = self.frozen.get(frame.camera)
+        frozen_for = detector.update(q.thumb, frame.captured_mono) if detector else 0.0
         if frozen_for >= self.quality.frozen_s:
             return "frozen", f"frozen: the picture has not changed for {frozen_for:.1f} s"
         return problem(q, self.quality, self.inspector.manifest.image_stats.get("sharpness_median"))

@@ -11,7 +11,7 @@ from ..pipeline.service import Pipeline
 from ..telemetry import TegrastatsThread
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PUSH_LOCKS, STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     app[FRAME_CACHE] = {}
     app[CONFIG] = server
     app[STREAMS] = {"n": 0}
+    app[PUSH_LOCKS] = {}
 
     if manage_pipeline:
         async def run_pipeline(app: web.Application):
@@ -83,6 +84,7 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     r.add_get("/v1/stream.mjpg", handlers.stream_mjpg)
     r.add_post("/v1/infer", inference.infer)
     r.add_post("/v1/trigger", inference.trigger)
+    r.add_post("/v1/push", inference.push)
     r.add_put("/v1/config/threshold", control.put_threshold)
     r.add_post("/v1/model/reload", control.reload_model)
     spec = openapi.build_spec()

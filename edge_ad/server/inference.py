@@ -4,14 +4,16 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import numpy as np
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ImageError
+from ..errors import ImageError, SourceError
 from ..imageio import decode_image, image_header
 from ..overlay import encode_png, heatmap_rgb
 from .bodies import parse
-from .keys import CONFIG, PIPELINE
+from .keys import CONFIG, PIPELINE, PUSH_LOCKS
 
 INFER_TIMEOUT_S = 30.0
 
@@ -20,10 +22,9 @@ def _error(status: int, message: str, **extra) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-async def infer(request: web.Request) -> web.Response:
-    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
-    if not pipeline.engine_ready.is_set():
-        return _error(503, pipeline.engine_error or "engine not loaded yet")
+async def _uploaded_image(request: web.Request, server) -> tuple[np.ndarray, int, int] | web.Response:
+    """The body as an RGB image, or the error answer. Format and declared size are judged from
+    the header before anything is decoded, so a decompression bomb costs nothing."""
     data = await request.read()
     try:
         fmt, width, height = image_header(data)
@@ -34,9 +35,19 @@ async def infer(request: web.Request) -> web.Response:
         return _error(413, f"image declares {width}x{height} pixels; the limit is "
                            f"{server.max_image_pixels} (server.max_image_pixels)")
     try:
-        frame = decode_image(data, f"uploaded {fmt}")
+        return decode_image(data, f"uploaded {fmt}"), width, height
     except ImageError as exc:
         return _error(400, str(exc))
+
+
+async def infer(request: web.Request) -> web.Response:
+    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
+    if not pipeline.engine_ready.is_set():
+        return _error(503, pipeline.engine_error or "engine not loaded yet")
+    upload = await _uploaded_image(request, server)
+    if isinstance(upload, web.Response):
+        return upload
+    frame, width, height = upload
     try:
         ins = await asyncio.wait_for(asyncio.wrap_future(pipeline.submit(frame)), INFER_TIMEOUT_S)
     except asyncio.TimeoutError:
@@ -82,4 +93,41 @@ async def trigger(request: web.Request) -> web.Response:
     except asyncio.TimeoutError:
         return _error(503, "the inference worker did not answer the trigger", verdict="FAULT",
                       part_id=req.part_id)
+    return web.json_response(result.to_json())
+
+
+async def push(request: web.Request) -> web.Response:
+    """An image for a ``push://`` camera: it goes through that camera's whole pipeline and its
+    result (journaled, with the part id) is the answer. Posts to one camera are served in order,
+    one at a time, so none is dropped."""
+    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
+    push_cameras = [n for n in pipeline.cameras if n in pipeline.event_driven]
+    camera = request.query.get("camera") or (push_cameras[0] if push_cameras else None)
+    if camera is None:
+        return _error(409, "no camera reads push://; add one to the config (source: push://)")
+    if camera not in pipeline.cameras:
+        return _error(404, f"unknown camera {camera!r}")
+    if camera not in push_cameras:
+        return _error(409, f"camera {camera!r} reads {pipeline.cameras[camera].uri}; "
+                           "only push:// cameras take posted images (POST /v1/infer scores one)")
+    part_id = request.query.get("part_id") or None
+    if part_id is not None and len(part_id) > 128:
+        return _error(400, "part_id is longer than 128 characters")
+    if not pipeline.engine_ready.is_set():
+        return _error(503, pipeline.engine_error or "engine not loaded yet", verdict="FAULT", part_id=part_id)
+    upload = await _uploaded_image(request, server)
+    if isinstance(upload, web.Response):
+        return upload
+    frame = upload[0]
+    timeout_s = server.trigger_timeout_ms / 1000
+    async with request.app[PUSH_LOCKS].setdefault(camera, asyncio.Lock()):
+        future = pipeline.trigger(camera, part_id, timeout_s)
+        try:
+            pipeline.sources[camera].push(frame)
+        except SourceError as exc:  # the deadline answers the trigger with a FAULT result
+            return _error(503, f"camera {camera}: {exc}", verdict="FAULT", part_id=part_id)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s + 5.0)
+        except asyncio.TimeoutError:
+            return _error(503, "the inference worker did not answer", verdict="FAULT", part_id=part_id)
     return web.json_response(result.to_json())

@@ -10,3 +10,4 @@ METRICS = web.AppKey("metrics", Metrics)
 FRAME_CACHE = web.AppKey("frame_cache", dict)  # (camera, overlay) -> (seq, jpeg)
 CONFIG = web.AppKey("server_config", ServerConfig)
 STREAMS = web.AppKey("stream_viewers", dict)
+PUSH_LOCKS = web.AppKey("push_locks", dict)  # camera -> asyncio.Lock: one posted image in flight

@@ -141,6 +141,16 @@ def build_spec() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(TriggerRequest)}}},
             "responses": {"200": _json(Result, "the part's result (FAULT at the deadline without a frame)"),
                           "400": _err("bad body"), "404": _err("unknown camera"), "503": _err("engine not ready")}}},
+        "/v1/push": {"post": {
+            "summary": "An image for a push:// camera: inspected through its pipeline, the result answers",
+            "parameters": [_query("camera", {"type": "string"}, "a push:// camera (default: the first)"),
+                           _query("part_id", {"type": "string", "maxLength": 128}, "the part's id")],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": _json(Result, "the image's result"), "400": _err("malformed image"),
+                          "404": _err("unknown camera"), "409": _err("not a push:// camera"),
+                          "413": _err("body or declared pixels over the limit"),
+                          "415": _err("not JPEG, PNG or BMP"), "503": _err("engine not ready")}}},
         "/v1/config/threshold": {"put": {
             "summary": "Move the threshold (next frame on; persisted)", "security": BEARER,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ThresholdUpdate)}}},

@@ -1,6 +1,12 @@
 """Sources are addressed by URI through one factory. A source yields RGB uint8 frames; ``read``
-returns None at the end of a finite stream and raises SourceError when the device fails, and
-never blocks longer than ``READ_TIMEOUT_S``."""
+returns None at the end of a finite stream, ``NO_FRAME`` when an event-driven source had nothing
+to give, and raises SourceError when the device fails; it never blocks longer than
+``READ_TIMEOUT_S``.
+
+Schemes: ``file://`` (video), ``dir://`` (image folder), ``testsrc://``, ``gst://PIPELINE``,
+``csi://N``, ``v4l2:///dev/videoN`` (or ``/dev/v4l/by-id/...``), ``rtsp://...``, ``push://``.
+GStreamer (PyGObject) serves the live schemes; without it ``v4l2://`` and ``rtsp://`` fall back
+to OpenCV, and the others say what to install."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -12,6 +18,8 @@ import numpy as np
 from ..errors import SourceError
 
 READ_TIMEOUT_S = 2.0
+NO_FRAME = object()  # returned by read() of an event-driven source that is idle, not ended
+SCHEMES = ("file", "dir", "testsrc", "gst", "csi", "v4l2", "rtsp", "push")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,9 @@ class Source(ABC):
     #: frames per second to pace playback at (files and folders); None = live, paced by the device
     pace_fps: float | None = None
     loop: bool = False
+    #: frames come when something happens (an upload), not at a rate: an idle source is
+    #: neither stalled nor stale
+    event_driven: bool = False
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -79,7 +90,15 @@ class Source(ABC):
 
 
 def open_source(uri: str) -> Source:
-    """The factory: scheme → source class; the source is returned closed (call ``open``)."""
+    """The factory: scheme → source class; the source is returned closed (call ``open``).
+    Everything that can be checked without the device (scheme, parameters, GStreamer present
+    where nothing else can serve) is checked here, so a bad URI fails at start."""
+    if uri.startswith("gst://"):  # a pipeline description is not a URL: take it verbatim
+        from .gst import GstSource, gst_module
+        from .gst_pipelines import user_pipeline
+
+        gst_module()
+        return GstSource(uri, user_pipeline(uri[len("gst://"):]))
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
         from .video import VideoFileSource
@@ -89,5 +108,13 @@ def open_source(uri: str) -> Source:
         from .folder import FolderSource
 
         return FolderSource(uri, parsed)
+    if parsed.scheme == "push":
+        from .push import PushSource
+
+        return PushSource(uri)
+    if parsed.scheme in ("testsrc", "csi", "v4l2", "rtsp"):
+        from .live import live_source
+
+        return live_source(uri, parsed)
     raise SourceError(f"unsupported source scheme {parsed.scheme!r} in {uri!r}; "
-                      "supported: file://, dir://")
+                      f"supported: {', '.join(s + '://' for s in SCHEMES)}")
