@@ -193,6 +193,8 @@ def test_rtsp_camera_killed_mid_stream_is_down_then_reconnects(Gst, bundle_dir):
         camera.kill()
         camera.wait()
         t_kill = time.monotonic()
+        wait_for(lambda: not pipe.readiness()[0], timeout=5)
+        assert time.monotonic() - t_kill < 1.0  # /readyz turns within 1 s of the stall
         wait_for(lambda: not pipe.cameras["line"].up, timeout=5)
         assert time.monotonic() - t_kill < 2.0
         ready, reasons = pipe.readiness()

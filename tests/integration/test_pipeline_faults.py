@@ -167,6 +167,8 @@ def test_a_hanging_source_is_reported_stalled_within_two_seconds(bundle_dir):
         wait_for(lambda: store.last_seq >= 5)
         wait_for(lambda: source.reads > 10)  # the read now hangs
         t_hang = time.monotonic()
+        wait_for(lambda: not pipe.readiness()[0], timeout=5)  # stale after two frame periods
+        assert time.monotonic() - t_hang < 1.0
         wait_for(lambda: not pipe.cameras["cam0"].up, timeout=5)
         assert time.monotonic() - t_hang < 2.0
         assert "stalled" in pipe.cameras["cam0"].error
