@@ -19,13 +19,21 @@ def run_check(config_path: str) -> int:
         print(f"engine  ok: {engine.name} on {engine.provider}")
     failed = []
     for cam in config.cameras:
-        source = open_source(cam.source)
+        try:
+            source = open_source(cam.source)
+        except SourceError as exc:
+            failed.append(f"{cam.name}: {exc}")
+            continue
+        shown = getattr(source, "display", cam.source)  # RTSP passwords redacted
         try:
             source.open()
+            if source.event_driven:
+                print(f"camera  ok: {cam.name} {shown} (frames arrive by POST /v1/push?camera={cam.name})")
+                continue
             frame = source.read()
             if frame is None:
                 raise SourceError("the source delivered no frame")
-            print(f"camera  ok: {cam.name} {cam.source} ({frame.shape[1]}x{frame.shape[0]})")
+            print(f"camera  ok: {cam.name} {shown} ({frame.shape[1]}x{frame.shape[0]})")
         except SourceError as exc:
             failed.append(f"{cam.name}: {exc}")
         finally:

@@ -248,3 +248,21 @@ def test_onnxruntime_errors_stay_catchable_once_gstreamer_is_loaded(Gst, bundle_
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("caught")
+
+
+def test_check_reports_live_push_and_unreachable_cameras(Gst, bundle_dir, tmp_path, capsys):
+    from edge_ad.commands.check import run_check
+    from edge_ad.errors import EdgeAdError
+
+    config = tmp_path / "edge-ad.yaml"
+    config.write_text(f"model: {bundle_dir}\ncameras:\n"
+                      "  - {name: sim, source: 'testsrc://ball?width=320&height=240&fps=15'}\n"
+                      "  - {name: rig, source: 'push://'}\n"
+                      "  - {name: ipcam, source: 'rtsp://admin:s3cret@127.0.0.1:1/x?codec=h265'}\n")
+    with pytest.raises(EdgeAdError) as failure:
+        run_check(str(config))
+    out = capsys.readouterr().out
+    assert "camera  ok: sim testsrc://ball?width=320&height=240&fps=15 (320x240)" in out
+    assert "camera  ok: rig push://" in out
+    assert "ipcam: rtsp://admin:***@127.0.0.1:1/x" in str(failure.value)
+    assert "s3cret" not in str(failure.value)
