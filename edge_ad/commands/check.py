@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..bundle import load_bundle
 from ..config import load_config
 from ..engines import create_engine
+from ..platform import detect as detect_platform
 from ..errors import EdgeAdError, SourceError
 from ..sources.base import open_source
 
@@ -11,6 +12,10 @@ from ..sources.base import open_source
 def run_check(config_path: str) -> int:
     config = load_config(config_path)
     print(f"config  ok: {config_path}")
+    p = detect_platform()
+    print("device  ok: " + (f"Jetson, L4T {p.l4t or '?'} (JetPack {p.jetpack or '?'}), GPU {p.gpu or '?'}"
+                           if p.jetson else f"not a Jetson; GPU {p.gpu or 'none'}")
+          + f", TensorRT {p.tensorrt or 'not installed'}")
     bundle = load_bundle(config.model)
     m = bundle.manifest
     print(f"model   ok: {m.name} v{m.version} ({m.family}, {m.input.width}x{m.input.height} {m.input.color})")

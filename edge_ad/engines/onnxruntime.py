@@ -52,7 +52,8 @@ class OrtEngine(Engine):
         # a small CPU that delays the next frame's hand-over by a scheduler tick.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         try:
-            self.session = ort.InferenceSession(str(self.bundle.onnx_path), opts, providers=wanted)
+            self.session = ort.InferenceSession(str(self.bundle.onnx_path), opts,
+                                                providers=self._with_options(wanted))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"ONNX Runtime cannot load {self.bundle.onnx_path}: "
                               f"{str(exc).splitlines()[0]}") from exc
@@ -64,6 +65,26 @@ class OrtEngine(Engine):
         self._outputs = [m.outputs.map, m.outputs.score]
         self.active = True
         self.warm_up()
+
+    def _with_options(self, wanted: list[str]) -> list:
+        """The TensorRT EP builds an engine on first load (minutes on a Jetson): cache it in the
+        bundle under the engine key, so a restart loads it and a changed model or TensorRT
+        rebuilds it."""
+        if "TensorrtExecutionProvider" not in wanted:
+            return wanted
+        from ..platform import detect
+        from .key import engine_key
+
+        cache = self.bundle.path / "engines" / engine_key(self.bundle.manifest.provenance.onnx_sha256, detect())
+        options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only model volume: build each start rather than fail
+            log.warning("TensorRT engine cache %s not writable (%s); engines are rebuilt at each start",
+                        cache, exc)
+            options = {}
+        return [(p, options) if p == "TensorrtExecutionProvider" else p for p in wanted]
 
     def _infer(self, batch):
         amap, score = self.session.run(self._outputs, {self._input: batch})

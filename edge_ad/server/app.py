@@ -7,11 +7,12 @@ from aiohttp import web
 
 from ..config import SecurityConfig, ServerConfig
 from ..metrics import Metrics
+from ..platform import detect as detect_platform
 from ..pipeline.service import Pipeline
 from ..telemetry import TegrastatsThread
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PUSH_LOCKS, STREAMS
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     app[CONFIG] = server
     app[STREAMS] = {"n": 0}
     app[PUSH_LOCKS] = {}
+    app[PLATFORM] = detect_platform().to_json()
 
     if manage_pipeline:
         async def run_pipeline(app: web.Application):

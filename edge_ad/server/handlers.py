@@ -13,7 +13,7 @@ from .. import __version__
 from ..decision import FAULT
 from ..overlay import encode_jpeg, render_overlay
 from ..pipeline.results import Evicted, as_stale
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, STREAMS
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, STREAMS
 
 DASHBOARD = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
@@ -187,6 +187,7 @@ async def status(request: web.Request) -> web.Response:
                   "input": m.input.model_dump(), "threshold": m.thresholds.image.threshold},
         "engine": {"backend": pipeline.engine.name, "provider": pipeline.engine.provider,
                    "error": pipeline.engine_error},
+        "platform": request.app[PLATFORM],
         "cameras": [{"name": c.name, "source": c.uri, "up": c.up, "ended": c.ended,
                      "error": c.error, "frames_captured": c.frames, "reconnects": c.reconnects,
                      "frames_dropped": pipeline.slots[c.name].dropped_count,

@@ -11,3 +11,4 @@ FRAME_CACHE = web.AppKey("frame_cache", dict)  # (camera, overlay) -> (seq, jpeg
 CONFIG = web.AppKey("server_config", ServerConfig)
 STREAMS = web.AppKey("stream_viewers", dict)
 PUSH_LOCKS = web.AppKey("push_locks", dict)  # camera -> asyncio.Lock: one posted image in flight
+PLATFORM = web.AppKey("platform", dict)  # edge_ad.platform.detect(), read once at start
