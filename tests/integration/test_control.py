@@ -75,3 +75,34 @@ def test_absurd_thresholds_are_refused(serve):
     for body in ({"threshold": 1e308}, {"threshold": float("nan")}, {"normalized": 1.5}):
         status, reply = put(srv.url + "/v1/config/threshold", json.dumps(body).encode(), token=TOKEN)
         assert status == 400, (body, reply)
+
+
+def test_readme_upgrade_and_rollback_by_switching_the_bundle_link(live_server, bundle_dir, demo_root, tmp_path):
+    """The README's single-device model update: versions side by side, `bundle` links to the one
+    in use, switch the link and reload; the same two steps roll back."""
+    models = tmp_path / "models"
+    for version in ("1", "2"):
+        copy = shutil.copytree(bundle_dir, models / f"wood-v{version}")
+        raw = json.loads((copy / "manifest.json").read_text())
+        raw["version"] = version
+        (copy / "manifest.json").write_text(json.dumps(raw))
+    link = models / "bundle"
+    link.symlink_to("wood-v1")
+    config = build_config({"model": str(link), "security": {"token": TOKEN},
+                           "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=25"}]})
+    metrics = Metrics()
+    srv = live_server(make_app(build_pipeline(config, metrics), metrics, config.security))
+    wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
+
+    def switch_and_reload(target: str) -> dict:
+        link.unlink()
+        link.symlink_to(target)
+        status, body = send("POST", srv.url + "/v1/model/reload", b"", TOKEN)
+        assert status == 200, body
+        return body
+
+    assert switch_and_reload("wood-v2")["loaded"]["version"] == "2"
+    wait_for(lambda: get_json(srv.url + "/v1/result")[1].get("model", {}).get("version") == "2")
+    body = switch_and_reload("wood-v1")
+    assert body["loaded"]["version"] == "1" and body["previous"]["version"] == "2"
+    wait_for(lambda: get_json(srv.url + "/v1/status")[1]["model"]["version"] == "1")

@@ -8,8 +8,10 @@ import re
 import shutil
 import socket
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,8 @@ from edge_ad.server.app import make_app
 from edge_ad.service import build_pipeline
 
 from .helpers import get, wait_for
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _need(binary: str) -> str:
@@ -97,3 +101,86 @@ def test_chromium_renders_the_live_dashboard(running, tmp_path):
     artifacts = os.environ.get("EDGE_AD_TEST_ARTIFACTS")
     if artifacts:
         shutil.copy(shot, artifacts)
+
+
+def _metric_names(exposition: str) -> set[str]:
+    """Every sample name the service exports, including labelled families with no child yet
+    (the Jetson gauges off a Jetson): from the TYPE lines, with the suffixes each type adds."""
+    names = set()
+    for m in re.finditer(r"^# TYPE (\S+) (\S+)$", exposition, re.M):
+        name, kind = m.groups()
+        base = name.removesuffix("_total")  # counters' TYPE lines name the _total sample
+        names |= {"counter": {f"{base}_total", f"{base}_created"},
+                  "histogram": {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"},
+                  "info": {f"{name}_info"}}.get(kind, {name})
+    return names
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/edge-ad.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"]]
+    return exprs
+
+
+def test_dashboard_and_alerts_name_only_metrics_the_service_exports(running):
+    status, body, _ = get(running.url + "/metrics")
+    exported = _metric_names(body.decode())
+    rules = (DEPLOY / "edge-ad.rules.yml").read_text()
+    used = set(re.findall(r"\bedge_ad_[a-z_]+", " ".join(_dashboard_exprs()) + rules))
+    assert used and not (used - exported), f"not exported: {sorted(used - exported)}"
+    assert "edge_ad_jetson_temperature_celsius" in used  # the Jetson panels are checked too
+
+
+def test_deploy_prometheus_config_rules_and_dashboard_queries_run_against_the_service(running, tmp_path):
+    """Real Prometheus with deploy/prometheus.yml and its alert rules (target pointed at the test
+    service): the rules load and evaluate, every dashboard query runs, and the core panels
+    have data."""
+    prometheus = _need("prometheus")
+    port = _free_port()
+    cfg = (DEPLOY / "prometheus.yml").read_text().replace('"edge-ad:8080"', f'"127.0.0.1:{running.port}"')
+    cfg = re.sub(r"(scrape|evaluation)_interval: \S+", r"\1_interval: 1s", cfg)
+    (tmp_path / "prometheus.yml").write_text(cfg)
+    (tmp_path / "edge-ad.rules.yml").write_text((DEPLOY / "edge-ad.rules.yml").read_text())
+    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path}/prometheus.yml",
+                             f"--storage.tsdb.path={tmp_path}/tsdb", f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api/v1"
+
+    def call(path):
+        try:
+            with urllib.request.urlopen(api + path, timeout=5) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
+        except OSError:
+            return {"status": "unreachable"}
+
+    def query(q):
+        return call("/query?query=" + urllib.parse.quote(q.replace("$camera", ".*")))
+
+    try:
+        wait_for(lambda: query('up{job="edge-ad"} == 1').get("data", {}).get("result"), timeout=60, interval=0.5)
+        wait_for(lambda: query("rate(edge_ad_frames_processed_total[5s]) > 0")["data"]["result"], timeout=30)
+        for expr in _dashboard_exprs():
+            variable = re.fullmatch(r"label_values\((\w+), (\w+)\)", expr)  # Grafana's, not PromQL
+            if variable:
+                metric, label = variable.groups()
+                answer = call(f"/label/{label}/values?match[]={metric}")
+                assert answer["status"] == "success" and "cam0" in answer["data"], (expr, answer)
+                continue
+            answer = query(expr)
+            assert answer["status"] == "success", (expr, answer)
+        for core in ('sum by (camera) (rate(edge_ad_frames_captured_total{camera=~"$camera"}[1m]))',
+                     'histogram_quantile(0.99, sum by (le, stage) (rate(edge_ad_stage_latency_seconds_bucket[5m])))',
+                     'edge_ad_camera_up{camera=~"$camera"}', 'edge_ad_threshold_margin{camera=~"$camera"}'):
+            assert core in _dashboard_exprs() and query(core)["data"]["result"], core
+        groups = wait_for(lambda: [g for g in call("/rules")["data"]["groups"]
+                                   if all(r.get("lastEvaluation", "").startswith("2") and
+                                          not r["lastEvaluation"].startswith("0001") for r in g["rules"])],
+                          timeout=30, interval=0.5)
+        rules = [r for g in groups for r in g["rules"]]
+        assert len(rules) == 6 and all(r["health"] == "ok" for r in rules), rules
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,29 @@
+"""jetson/selftest.sh off a Jetson, against a real bundle: it reports every step, measures
+latency, and fails loudly on what it cannot do here (no TensorRT) instead of skipping it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "jetson/selftest.sh"
+
+
+def test_selftest_reports_each_step_and_fails_without_tensorrt(bundle_dir, demo_root, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(SCRIPT), str(bundle_dir), "--data", str(demo_root / "wood/test/good"),
+                           "--seconds", "0.3", "--out", str(tmp_path / "report")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "FAIL  device                 not a Jetson" in out
+    assert "SKIP  cameras" in out
+    assert "FAIL  engine-fp16" in out and "FAIL  engine-int8" in out
+    assert "PASS  latency" in out and "CPUExecutionProvider: engine p50" in out
+    summary = (tmp_path / "report/summary.txt").read_text()
+    assert summary.count("\n") >= 5 and (tmp_path / "report/bench.json").is_file()
+
+
+def test_selftest_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--data", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "is not a bundle" in proc.stderr
