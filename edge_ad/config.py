@@ -39,11 +39,15 @@ class CameraConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    backend: Literal["onnxruntime"] = Field("onnxruntime", description="inference backend")
+    backend: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="inference backend")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order; default TensorRT, CUDA, CPU")
     threads: int = Field(0, ge=0, le=64, description="engine intra-op threads; 0 = all cores but one "
                                                    "(the capture, decision and HTTP threads keep one)")
     batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="tensorrt: the engine's precision")
+    dla_core: int | None = Field(None, ge=0, le=3, description="tensorrt: run on this DLA core (Jetson Orin/Xavier)")
+    build_missing: bool = Field(False, description="tensorrt: build the engine at start when none fits this "
+                                                   "device (minutes), instead of refusing to start")
 
 
 class ServerConfig(_Strict):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .bundle import load_bundle
 from .config import ServiceConfig
-from .engines import create_engine
+from .engines import config_options, create_engine
 from .inspector import Inspector
 from .metrics import Metrics
 from .pipeline.results import ResultStore
@@ -18,15 +18,14 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
     unknown source scheme fails at start with one clear line."""
     metrics = metrics or Metrics()
     bundle = load_bundle(config.model)
-    engine = create_engine(bundle, config.engine.backend, providers=config.engine.providers,
-                           threads=config.engine.threads)
+    e, engine_options = config.engine, config_options(config.engine)
+    engine = create_engine(bundle, e.backend, **engine_options)
     sources = {cam.name: open_source(cam.source) for cam in config.cameras}
     m = bundle.manifest
     metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
                         "onnx_sha256": m.provenance.onnx_sha256[:16]})
     def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
-        return create_engine(b, config.engine.backend, providers=config.engine.providers,
-                             threads=config.engine.threads)
+        return create_engine(b, e.backend, **engine_options)
 
     journal, first_seq = None, 1
     if config.results.journal is not None:
