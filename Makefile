@@ -29,7 +29,7 @@ $(VENV)/.installed-run: pyproject.toml $(VENV)/.created
 
 # PyGObject builds against the system's GObject introspection, so apt comes first
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run | system-test-deps
-	$(BIN)/pip install --progress-bar on -e '.[runtime,export,gst,dev]'
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export,gst,trt,dev]'
 	@touch $@
 
 demo: $(DATA)/.complete

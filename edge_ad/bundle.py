@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import BundleError
 from .validation import one_line
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v1 → v2: the free-form ``validation`` dict of the export-time torch check became ``parity``,
+# one record per candidate (torch, reduced-precision graphs, TensorRT engines) so `edge-ad
+# verify --record` can keep what was checked on the device beside the model.
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
 
@@ -92,6 +95,21 @@ class Provenance(_Strict):
     onnx_sha256: str
 
 
+class ParityRecord(_Strict):
+    """One candidate compared with the bundle's graph on ONNX Runtime CPU (edge_ad.parity)."""
+    precision: Literal["fp32", "fp16", "int8"]
+    images: int | None = None
+    max_abs_map_diff: float | None = None
+    mean_abs_map_diff: float | None = None
+    max_rel_score_diff: float
+    verdict_flips: int
+    auroc_reference: float | None = None
+    auroc_candidate: float | None = None
+    passed: bool
+    checked: str | None = Field(None, description="when, ISO 8601")
+    platform: dict[str, str | bool | None] = Field(default_factory=dict)
+
+
 class Manifest(_Strict):
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -104,7 +122,8 @@ class Manifest(_Strict):
     thresholds: Thresholds
     calibration: Calibration = Calibration()
     provenance: Provenance
-    validation: dict[str, float] = Field(default_factory=dict)
+    parity: dict[str, ParityRecord] = Field(default_factory=dict, description="candidate name → "
+                                            "its parity with the graph on ONNX Runtime CPU")
     image_stats: dict[str, float] = Field(default_factory=dict, description="brightness and sharpness "
                                           "of the calibration images, for the image-quality guard")
 
@@ -117,12 +136,34 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _v1_to_v2(raw: dict) -> dict:
+    raw = dict(raw)
+    old = raw.pop("validation", None) or {}
+    if "parity_max_rel_score_diff" in old:
+        flips = int(old.get("parity_verdict_flips", 0))
+        rel = float(old["parity_max_rel_score_diff"])
+        raw["parity"] = {"torch": {
+            "precision": "fp32", "max_abs_map_diff": old.get("parity_max_abs_map_diff"),
+            "mean_abs_map_diff": old.get("parity_mean_abs_map_diff"), "max_rel_score_diff": rel,
+            "verdict_flips": flips, "passed": flips == 0 and rel <= 1e-4}}
+    raw["schema_version"] = 2
+    return raw
+
+
+MIGRATIONS = {1: _v1_to_v2}  # version → the step that lifts it by one
+
+
 def migrate(raw: dict) -> dict:
-    """Bring an older manifest up to SCHEMA_VERSION (none older exists yet: refuse the future)."""
-    version = raw.get("schema_version", SCHEMA_VERSION)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise BundleError(f"manifest schema_version {version!r} is newer than this edge-ad "
-                          f"understands ({SCHEMA_VERSION}): upgrade edge-ad")
+    """Bring an older manifest up to SCHEMA_VERSION one step at a time; refuse the future.
+    The file on disk is rewritten only when the manifest is next saved."""
+    version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        raise BundleError(f"manifest schema_version {version!r} is not one this edge-ad reads "
+                          f"(1 to {SCHEMA_VERSION})" + (": upgrade edge-ad" if isinstance(version, int)
+                                                         and version > SCHEMA_VERSION else ""))
+    while version < SCHEMA_VERSION:
+        raw = MIGRATIONS[version](raw)
+        version = raw["schema_version"]
     return raw
 
 

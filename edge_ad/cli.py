@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=9, help="rounds of raw/served phases (default 9)")
     b.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores but one, as served)")
     b.add_argument("--json", help="write the figures to this file")
+    b.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    b.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="tensorrt: which built engine to measure")
 
     ev = sub.add_parser("evaluate", help="metrics and an HTML report on an MVTec-layout test split")
     ev.add_argument("bundle")
@@ -85,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", help="folder for report.html")
     ev.add_argument("--json", help="write the metrics to this file")
 
+    v = sub.add_parser("verify", help="parity gate: torch, reduced precisions and TensorRT against ONNX Runtime CPU")
+    v.add_argument("bundle")
+    v.add_argument("--data", help="images of parts: an MVTec category (labelled test split) or a folder "
+                                  "(default: the bundle's calibration images)")
+    v.add_argument("--precision", choices=("fp32", "fp16", "int8", "all"), default="all")
+    v.add_argument("--checkpoint", help="torch checkpoint (default: checkpoint.pt beside the bundle)")
+    v.add_argument("--calib", help="int8 calibration images (default: the bundle's calibration/)")
+    v.add_argument("--json", help="write the figures to this file")
+    v.add_argument("--record", action="store_true", help="keep the figures in the bundle's manifest (parity)")
+    be = sub.add_parser("build-engine", help="build a TensorRT engine for this device into BUNDLE/engines/")
+    be.add_argument("bundle")
+    be.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    be.add_argument("--dla", type=int, default=None, metavar="N", help="build for DLA core N (Jetson)")
+    be.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace (default 1024)")
+    be.add_argument("--max-batch", type=int, default=8, help="largest batch the engine takes (default 8)")
+    be.add_argument("--calib", help="int8 calibration images (default: the bundle's calibration/)")
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
     c.add_argument("--config", required=True)
     return p
@@ -134,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from .commands.bench import run_bench
 
-        return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds, args.threads)
+        return run_bench(args.bundle, args.source, args.seconds, args.json, args.rounds, args.threads,
+                         args.backend, args.precision)
     if args.command == "evidence":
         from .evidence import export_mvtec
 
@@ -154,6 +174,20 @@ def _run(args: argparse.Namespace) -> int:
         from .commands.evaluate import run_evaluate
 
         return run_evaluate(args.bundle, args.data, args.report, args.json)
+    if args.command == "verify":
+        from .commands.verify import run_verify
+
+        return run_verify(args.bundle, args.data, args.precision, args.checkpoint, args.calib, args.json,
+                          args.record)
+    if args.command == "build-engine":
+        from .bundle import load_bundle
+        from .engines.tensorrt import build_engine
+
+        files = build_engine(load_bundle(args.bundle), args.precision, args.dla, args.workspace,
+                             args.max_batch, args.calib)
+        print(f"engine {files.plan} (key {files.key}); check it with: edge-ad verify {args.bundle} "
+              f"--precision {args.precision}")
+        return 0
     if args.command == "check":
         from .commands.check import run_check
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,15 @@ from edge_ad.bundle import (InputSpec, Manifest, Normalization, Provenance, Thre
                             save_manifest, sha256_file)
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
+from edge_ad.parity import compare
 from edge_ad.quality import reference_stats
 
 from .calibrate import normal_only_thresholds
 from .onnx_export import BundleGraph, export_onnx
 
-SCORE_RTOL = 1e-4  # fp32 parity: |Δ score| ≤ 1e-4 relative
-
-
-def _torch_outputs(model, images_u8: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def torch_outputs(model, images_u8: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the trained module itself says, through the same uint8 wrapper the graph was
+    exported from: the reference of the parity gate."""
     graph = BundleGraph(model.eval(), channels)
     maps, scores = [], []
     with torch.no_grad():
@@ -38,20 +39,25 @@ def _torch_outputs(model, images_u8: np.ndarray, channels: int) -> tuple[np.ndar
 
 
 def _engine_outputs(bundle, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with create_engine(bundle) as engine:
+    with create_engine(bundle, providers=["CPUExecutionProvider"]) as engine:
         outs = [engine.infer(images_u8[i:i + 8]) for i in range(0, len(images_u8), 8)]
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
-def parity_report(torch_out, engine_out, threshold: float) -> dict:
-    (tm, ts), (em, es) = torch_out, engine_out
-    rel = np.abs(ts - es) / np.maximum(np.abs(ts), 1e-6)
-    return {
-        "parity_max_abs_map_diff": float(np.abs(tm - em).max()),
-        "parity_mean_abs_map_diff": float(np.abs(tm - em).mean()),
-        "parity_max_rel_score_diff": float(rel.max()),
-        "parity_verdict_flips": float(np.sum((ts >= threshold) != (es >= threshold))),
-    }
+def _save_calibration_images(out: Path, images_u8: np.ndarray) -> None:
+    """The held-out normal images, losslessly, at model size: what INT8 calibration and
+    `edge-ad verify` run on where the training data is not at hand (on the device)."""
+    import cv2
+
+    from edge_ad.engines.variants import CALIBRATION_DIR
+
+    folder = out / CALIBRATION_DIR
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    for i, image in enumerate(images_u8):
+        bgr = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"normal_{i:03d}.png"), bgr)
 
 
 def fold_map_normalization(model, holdout_u8: np.ndarray) -> None:
@@ -83,16 +89,22 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
             **provenance),
     )
     save_manifest(out, manifest)
+    _save_calibration_images(out, holdout_u8)
     engine_out = _engine_outputs(load_bundle(out), holdout_u8)
     thresholds, calibration = normal_only_thresholds(engine_out[1], target_fpr)
     calibration.data_sha256 = provenance.get("data_sha256")
-    parity = parity_report(_torch_outputs(model, holdout_u8, channels), engine_out,
-                           thresholds.image.threshold)
-    manifest = manifest.model_copy(update={"thresholds": thresholds, "calibration": calibration,
-                                           "validation": parity,
-                                           "image_stats": reference_stats(list(holdout_u8))})
+    # the parity gate of `edge-ad verify`: ONNX Runtime (reference) against the torch module
+    parity = compare("torch", "fp32", engine_out, torch_outputs(model, holdout_u8, channels),
+                     thresholds.image.threshold)
+    manifest = manifest.model_copy(update={
+        "thresholds": thresholds, "calibration": calibration,
+        "parity": {"torch": parity.record()},
+        "image_stats": reference_stats(list(holdout_u8))})
     save_manifest(out, manifest)
-    if parity["parity_verdict_flips"] or parity["parity_max_rel_score_diff"] > SCORE_RTOL:
-        raise EdgeAdError(f"parity gate failed: ONNX Runtime scores differ from torch "
-                          f"({parity}); the bundle in {out} must not be deployed")
+    if not parity.passed:
+        rejected = out.with_name(out.name + ".failed-parity")
+        shutil.rmtree(rejected, ignore_errors=True)
+        out.rename(rejected)  # nothing deployable is left where the bundle was expected
+        raise EdgeAdError(f"parity gate failed: {'; '.join(parity.reasons)}; the bundle was moved "
+                          f"to {rejected} for inspection and must not be deployed")
     return out

@@ -12,7 +12,7 @@
 #
 # Steps: device (L4T, JetPack, TensorRT, GPU) → cameras → TensorRT engines fp16 and int8
 # (edge-ad build-engine) → parity of each against ONNX Runtime CPU (edge-ad verify) → latency
-# percentiles (edge-ad bench). Prints PASS/FAIL per step; exits 1 when any step failed.
+# percentiles of each engine and of ONNX Runtime (edge-ad bench). PASS/FAIL per step; exit 1 on any FAIL.
 set -uo pipefail
 
 die() { printf 'selftest: error: %s\n' "$*" >&2; exit 2; }
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
         --seconds) SECONDS_PER_PHASE="${2:?--seconds needs a number}"; shift 2 ;;
         --out) OUT="${2:?--out needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) BUNDLE="$1"; shift ;;
     esac
@@ -71,26 +71,31 @@ else
     report SKIP cameras "no --config given"
 fi
 
-for precision in fp16 int8; do
-    if edge-ad build-engine --help >/dev/null 2>&1; then
-        step "engine-$precision" edge-ad build-engine "$BUNDLE" --precision "$precision"
-        step "parity-$precision" edge-ad verify "$BUNDLE" --data "$DATA" --precision "$precision"
-    else
-        report FAIL "engine-$precision" "this edge-ad has no build-engine command (TensorRT backend missing)"
-    fi
-done
-
-step latency edge-ad bench "$BUNDLE" --source "dir://$(cd "$DATA" && pwd)" --seconds "$SECONDS_PER_PHASE" \
-    --json "$OUT/bench.json"
-if [ -f "$OUT/bench.json" ]; then
-    python3 - "$OUT/bench.json" <<'PY' | tee -a "$OUT/summary.txt"
+SOURCE="dir://$(cd "$DATA" && pwd)"
+latency() {  # latency NAME BENCH-ARGS...: run edge-ad bench, print its percentiles
+    local name="$1"
+    shift
+    step "$name" edge-ad bench "$BUNDLE" --source "$SOURCE" --seconds "$SECONDS_PER_PHASE" \
+        --json "$OUT/$name.json" "$@"
+    [ -f "$OUT/$name.json" ] || return 0
+    python3 - "$OUT/$name.json" <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys
 b = json.load(open(sys.argv[1]))
 print(f"      {b['provider']}: engine p50 {b['engine_p50_ms']:.1f} ms, p99 {b['engine_p99_ms']:.1f} ms; "
       f"end to end p50 {b['e2e_p50_ms']:.1f} ms, p99 {b['e2e_p99_ms']:.1f} ms; "
       f"{b['served_fps']:.1f} frames/s served; peak RSS {b['peak_rss_mb']:.0f} MB")
 PY
-fi
+}
+
+for precision in fp16 int8; do
+    step "engine-$precision" edge-ad build-engine "$BUNDLE" --precision "$precision"
+    if grep -q "^PASS  engine-$precision" "$OUT/summary.txt"; then
+        step "parity-$precision" edge-ad verify "$BUNDLE" --data "$DATA" --precision "$precision" \
+            --json "$OUT/parity-$precision.json"
+        latency "latency-trt-$precision" --backend tensorrt --precision "$precision"
+    fi
+done
+latency latency-onnxruntime
 
 echo "reports: $OUT/"
 exit "$FAILED"

@@ -82,12 +82,12 @@ def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
 
 
 def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: str | None,
-              rounds: int = 9, threads: int = 0) -> int:
+              rounds: int = 9, threads: int = 0, backend: str = "onnxruntime", precision: str = "fp16") -> int:
     """Rounds of (raw, served fast, served slow) side by side: this machine's speed drifts with
     its neighbours' load, so each ratio is taken within a round and the median is reported."""
     bundle = load_bundle(bundle_path)
     frames = _frames(bundle, source)
-    engine = create_engine(bundle, threads=threads)
+    engine = create_engine(bundle, backend, threads=threads, precision=precision)
     inspector = Inspector(engine, bundle.manifest)
     batch = [inspector.prepare(f)[None] for f in frames]
     rows = []

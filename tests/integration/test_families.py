@@ -22,7 +22,7 @@ def patchcore_run(demo_root, tmp_path_factory):
 def test_patchcore_bundle_matches_torch_and_separates_defects(patchcore_run, demo_root):
     bundle = load_bundle(patchcore_run / "bundle")
     m = bundle.manifest
-    assert m.family == "patchcore" and m.validation["parity_verdict_flips"] == 0
+    assert m.family == "patchcore" and m.parity["torch"].verdict_flips == 0
     model, _ = load_checkpoint(patchcore_run / "checkpoint.pt")
     assert model.bank.shape[0] == 512  # bounded memory: the bank size asked for
     paths = sorted((demo_root / "wood" / "test").glob("*/*.png"))

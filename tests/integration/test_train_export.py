@@ -20,7 +20,7 @@ def test_run_folder_has_checkpoint_and_bundle(trained_run):
     m = b.manifest
     assert m.family == "efficientad" and m.provenance.steps == 60
     assert m.thresholds.image.threshold > m.calibration.normal_score_max  # normal-only calibration
-    assert m.validation["parity_verdict_flips"] == 0
+    assert m.parity["torch"].verdict_flips == 0 and m.parity["torch"].passed
 
 
 def test_graph_takes_uint8_nhwc_with_dynamic_batch(bundle_dir):
