@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace (default 1024)")
     be.add_argument("--max-batch", type=int, default=8, help="largest batch the engine takes (default 8)")
     be.add_argument("--calib", help="int8 calibration images (default: the bundle's calibration/)")
+    ia = sub.add_parser("import-anomalib", help="wrap an anomalib 2.x ONNX export into a calibrated bundle")
+    ia.add_argument("model", help="the .onnx anomalib exported (input 'input', outputs pred_score, anomaly_map, ...)")
+    ia.add_argument("--out", required=True, help="bundle directory to write")
+    ia.add_argument("--normal", required=True, help="images of good parts (thresholds, quality guard, drift)")
+    ia.add_argument("--abnormal", help="images of defective parts: threshold by F1 instead of normal-only")
+    ia.add_argument("--name", help="model name in the manifest (default: the file name)")
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
     c.add_argument("--config", required=True)
     return p
@@ -174,6 +180,19 @@ def _run(args: argparse.Namespace) -> int:
         from .commands.evaluate import run_evaluate
 
         return run_evaluate(args.bundle, args.data, args.report, args.json)
+    if args.command == "import-anomalib":
+        try:
+            from export.import_anomalib import import_anomalib
+        except ImportError as exc:
+            raise EdgeAdError(f"import needs the export toolchain ({exc.name} missing): "
+                              "pip install 'edge-ad[export]'") from exc
+        r = import_anomalib(args.model, args.out, args.normal, args.abnormal, args.name)
+        how = ("anomalib clipped the normal scores to its floor, so its own threshold (0.5) is kept"
+               if r["method"] == "anomalib-baked" else f"threshold by {r['method']}")
+        print(f"bundle {r['bundle']} ({r['input']}): {how}; on these images false rejects "
+              f"{100 * r['false_rejects_on_these_images']:.1f} %"
+              + ("" if r["misses_on_these_images"] is None else f", misses {100 * r['misses_on_these_images']:.1f} %"))
+        return 0
     if args.command == "verify":
         from .commands.verify import run_verify
 
