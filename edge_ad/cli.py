@@ -33,12 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--gray", action="store_true", help="train a 1-channel (grayscale camera) model")
+    t.add_argument("--simplify", action="store_true", help="fold constants in the exported graph (checked by the parity gate)")
     t.add_argument("--target-fpr", type=float, default=0.01,
                    help="false-reject rate the normal-only threshold aims for (default 0.01)")
 
     e = sub.add_parser("export", help="re-export a checkpoint to a calibrated bundle")
     e.add_argument("checkpoint")
     e.add_argument("--out", required=True)
+    e.add_argument("--simplify", action="store_true", help="fold constants in the exported graph (checked by the parity gate)")
 
     cal = sub.add_parser("calibrate", help="set a bundle's thresholds from normal (and defect) images")
     cal.add_argument("bundle")
@@ -144,9 +146,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "train":
             training.train(args.model, args.data, args.out, size=args.size, steps=args.steps,
                            device=args.device, seed=args.seed, channels=1 if args.gray else 3,
-                           target_fpr=args.target_fpr)
+                           target_fpr=args.target_fpr, simplify=args.simplify)
         else:
-            training.reexport(args.checkpoint, args.out)
+            training.reexport(args.checkpoint, args.out, simplify=args.simplify)
         return 0
     if args.command == "infer":
         from .commands.infer import run_infer

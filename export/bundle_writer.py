@@ -69,10 +69,11 @@ def fold_map_normalization(model, holdout_u8: np.ndarray) -> None:
 
 
 def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
-                 holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01) -> Path:
+                 holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01,
+                 simplify: bool = False) -> Path:
     """``model`` must already carry its map normalization (see ``fold_map_normalization``)."""
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(model, size, channels, out / "model.onnx")
+    onnx_path = export_onnx(model, size, channels, out / "model.onnx", simplify=simplify)
 
     cfg = model.config()
     placeholder = Normalization(threshold=1.0, scale=1.0)

@@ -27,7 +27,7 @@ def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
 
 def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
           steps: int | None = None, device: str = "cpu", seed: int = 0, channels: int = 3,
-          name: str | None = None, target_fpr: float = 0.01) -> Path:
+          name: str | None = None, target_fpr: float = 0.01, simplify: bool = False) -> Path:
     out = Path(out)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -73,7 +73,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     print("exporting and calibrating the bundle …")
     bundle = write_bundle(
         model, out / "bundle", name=name or Path(data).name, size=size, channels=channels,
-        holdout_u8=hold_u8, target_fpr=target_fpr,
+        holdout_u8=hold_u8, target_fpr=target_fpr, simplify=simplify,
         provenance={"data_sha256": digest, "image_count": len(paths), "seed": seed,
                     "steps": settings.steps, "training_seconds": round(seconds, 1)})
     print(f"trained in {seconds:.0f} s; checkpoint {ckpt}; bundle {bundle}")
@@ -88,14 +88,14 @@ def load_checkpoint(path: str | Path):
     return model.eval(), ckpt
 
 
-def reexport(checkpoint: str | Path, out: str | Path, target_fpr: float = 0.01) -> Path:
+def reexport(checkpoint: str | Path, out: str | Path, target_fpr: float = 0.01, simplify: bool = False) -> Path:
     """``edge-ad export``: a fresh, calibrated bundle from a checkpoint and its held-out images."""
     model, ckpt = load_checkpoint(checkpoint)
     size, channels = ckpt["settings"]["size"], ckpt["channels"]
     hold_u8 = load_images([Path(p) for p in ckpt["holdout"]], size, channels)
     return write_bundle(
         model, Path(out), name=ckpt["name"], size=size, channels=channels, holdout_u8=hold_u8,
-        target_fpr=target_fpr,
+        target_fpr=target_fpr, simplify=simplify,
         provenance={"data_sha256": ckpt["data_sha256"], "image_count": ckpt["image_count"],
                     "seed": ckpt["settings"]["seed"], "steps": ckpt["settings"]["steps"],
                     "training_seconds": round(ckpt["training_seconds"], 1)})

@@ -65,3 +65,18 @@ def test_reexport_from_checkpoint_is_calibrated_and_equivalent(trained_run, tmp_
     x = np.random.default_rng(0).integers(0, 255, (2, 128, 128, 3), np.uint8)
     with create_engine(a) as ea, create_engine(b) as eb:
         assert np.allclose(ea.infer(x)[1], eb.infer(x)[1], rtol=1e-5)
+
+
+def test_simplified_export_is_smaller_passes_the_gate_and_scores_the_same(trained_run, tmp_path):
+    import onnx
+
+    out = reexport(trained_run / "checkpoint.pt", tmp_path / "simple", simplify=True)
+    plain, simple = load_bundle(trained_run / "bundle"), load_bundle(out)
+    n_plain = len(onnx.load(str(plain.onnx_path)).graph.node)
+    n_simple = len(onnx.load(str(simple.onnx_path)).graph.node)
+    assert n_simple < n_plain  # constants folded
+    assert simple.manifest.parity["torch"].passed
+    assert {n.domain for n in onnx.load(str(simple.onnx_path)).graph.node} <= {"", "ai.onnx"}  # standard ops only
+    x = np.random.default_rng(0).integers(0, 255, (2, 128, 128, 3), np.uint8)
+    with create_engine(plain) as ea, create_engine(simple) as eb:
+        assert np.allclose(ea.infer(x)[1], eb.infer(x)[1], rtol=1e-5)
