@@ -10,7 +10,7 @@ import sys
 from . import __version__
 from .errors import EdgeAdError
 
-FAMILIES = ("efficientad", "patchcore")
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ from .models.base import TrainSettings, create
 
 log = logging.getLogger(__name__)
 
-# Gradient steps for learned families; for patchcore the bank size (coreset selections).
-DEFAULT_STEPS = {"efficientad": 600, "patchcore": 4096}
+# Gradient steps for learned families; for patchcore (and the knn baseline) the bank size.
+DEFAULT_STEPS = {"efficientad": 600, "rd": 600, "fastflow": 600, "patchcore": 4096, "knn": 4096}
 
 
 def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
@@ -43,7 +43,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     train_paths, hold_paths = split_holdout(paths, seed)
     settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
                              seed=seed, device=device)
-    extra = {"bank_size": settings.steps} if family == "patchcore" else {}
+    extra = {"bank_size": settings.steps} if family in ("patchcore", "knn") else {}
     model = create(family, size=size, backbone=settings.backbone, **extra)
     print(f"training {family} on {len(train_paths)} normal images "
           f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")

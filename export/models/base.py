@@ -52,7 +52,7 @@ def register(cls: type[AnomalyModel]) -> type[AnomalyModel]:
 
 
 def families() -> list[str]:
-    from . import efficientad, patchcore  # noqa: F401  (each registers itself)
+    from . import efficientad, fastflow, patchcore, rd  # noqa: F401  (each registers itself)
 
     return sorted(_REGISTRY)
 

@@ -51,11 +51,14 @@ class PatchCore(MapModel):
         self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
         self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
         pool = ((feats - self.f_mean) / self.f_std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        chosen = greedy_coreset(pool, self.bank.shape[0], settings.seed, progress)
+        chosen = self.select(pool, self.bank.shape[0], settings.seed, progress)
         self.bank.copy_(chosen)
         self.bank_sq.copy_((chosen * chosen).sum(-1))
         self.fit_pixel_stats(images, device)
         return {"pool": int(pool.shape[0]), "bank": int(chosen.shape[0])}
+
+    def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
+        return greedy_coreset(pool, size, seed, progress)
 
 
 def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
@@ -76,3 +79,17 @@ def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> t
         if progress and step % 64 == 0:
             progress(step, float(dist.max().sqrt()))
     return pool[chosen].clone()
+
+
+@register
+class NearestNeighbourBaseline(PatchCore):
+    """The floor to beat: the same teacher features and the same in-graph nearest-neighbour
+    distance, with a memory bank of patches drawn at random (no coreset, no learning)."""
+
+    family = "knn"
+
+    def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
+        if pool.shape[0] <= size:
+            return greedy_coreset(pool, size, seed)  # repeats the pool to the bank's fixed shape
+        pick = torch.randperm(pool.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed))[:size]
+        return pool[pick].clone()
