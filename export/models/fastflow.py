@@ -97,7 +97,7 @@ class FastFlow(MapModel):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             if progress:
                 progress(step, loss_value)
         self.eval()
