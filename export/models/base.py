@@ -43,6 +43,26 @@ class AnomalyModel(nn.Module):
         raise NotImplementedError
 
 
+def gradient_steps(optimizer, settings: TrainSettings, count: int, loss_of_batch, progress=None,
+                   scheduler=None) -> float:
+    """The training loop the learned families share: ``settings.steps`` steps, each on a random
+    batch of indices into ``count`` items (seeded); returns the last loss."""
+    gen = torch.Generator().manual_seed(settings.seed)
+    loss_value = float("nan")
+    for step in range(settings.steps):
+        idx = torch.randint(count, (min(settings.batch_size, count),), generator=gen)
+        loss = loss_of_batch(idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_value = float(loss.detach())
+        if progress:
+            progress(step, loss_value)
+    return loss_value
+
+
 _REGISTRY: dict[str, type[AnomalyModel]] = {}
 
 

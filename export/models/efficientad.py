@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import load_backbone
-from .base import MapModel, TrainSettings, register
+from .base import MapModel, TrainSettings, gradient_steps, register
 
 TEACHER_STAGES = (1, 2, 3)  # EfficientNet-Lite stages at stride 4, 8, 16
 
@@ -87,7 +87,6 @@ class EfficientAD(MapModel):
     def fit(self, images, settings: TrainSettings, progress=None) -> dict:
         device = torch.device(settings.device)
         self.to(device)
-        gen = torch.Generator().manual_seed(settings.seed)
         with torch.no_grad():
             feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
             self.t_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
@@ -96,22 +95,15 @@ class EfficientAD(MapModel):
         opt = torch.optim.Adam(self.student.parameters(), lr=settings.lr, weight_decay=1e-5)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.8 * settings.steps)], 0.1)
         self.student.train()
-        loss_value = float("nan")
-        for step in range(settings.steps):
-            idx = torch.randint(len(images), (min(settings.batch_size, len(images)),), generator=gen)
-            x = images[idx].to(device)
-            s = self.student(self.teacher.backbone.normalize(x))
+
+        def loss_of(idx):
+            s = self.student(self.teacher.backbone.normalize(images[idx].to(device)))
             err = (targets[idx] - s) ** 2
             # Hard-feature loss: train only on errors above the 99.9th percentile.
             d_hard = torch.quantile(err.detach().flatten()[:16_000_000], 0.999)
-            loss = err[err >= d_hard].mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_value = float(loss.detach())
-            if progress:
-                progress(step, loss_value)
+            return err[err >= d_hard].mean()
+
+        loss_value = gradient_steps(opt, settings, len(images), loss_of, progress, sched)
         self.student.eval()
         self.fit_pixel_stats(images, device)
         return {"final_loss": loss_value}

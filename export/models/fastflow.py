@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MapModel, TrainSettings, register
+from .base import MapModel, TrainSettings, gradient_steps, register
 from .efficientad import Teacher
 
 SCALE_CLAMP = 2.0  # |log s| ≤ 2: keeps the flow stable with few training images
@@ -89,17 +89,8 @@ class FastFlow(MapModel):
         self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
         self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
         opt = torch.optim.Adam(self.flow.parameters(), lr=settings.lr, weight_decay=1e-5)
-        gen = torch.Generator(device="cpu").manual_seed(settings.seed)
-        loss_value = float("nan")
-        for step in range(settings.steps):
-            idx = torch.randint(len(feats), (min(settings.batch_size, len(feats)),), generator=gen)
-            loss = self._nll(feats[idx]).mean() / feats.shape[1]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_value = float(loss.detach())
-            if progress:
-                progress(step, loss_value)
+        loss_value = gradient_steps(opt, settings, len(feats),
+                                    lambda idx: self._nll(feats[idx]).mean() / feats.shape[1], progress)
         self.eval()
         self.fit_pixel_stats(images, device)
         return {"final_loss": loss_value}

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MapModel, TrainSettings, register
+from .base import MapModel, TrainSettings, gradient_steps, register
 from .efficientad import TEACHER_STAGES, Teacher
 
 
@@ -90,20 +90,14 @@ class ReverseDistillation(MapModel):
             enc_all = [torch.cat([e[k] for e in encoded]) for k in range(3)]
         trainable = [p for n, p in self.named_parameters() if not n.startswith("teacher.")]
         opt = torch.optim.Adam(trainable, lr=settings.lr * 5e-1, betas=(0.5, 0.999))
-        gen = torch.Generator(device="cpu").manual_seed(settings.seed)
         for module in (self.bottleneck, self.up16, self.up8, self.up4):
             module.train()
-        loss_value = float("nan")
-        for step in range(settings.steps):
-            idx = torch.randint(len(images), (min(settings.batch_size, len(images)),), generator=gen)
+
+        def loss_of(idx):
             enc = [e[idx] for e in enc_all]
-            loss = sum(d.mean() for d in self._distance(enc, self._decode(enc)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_value = float(loss.detach())
-            if progress:
-                progress(step, loss_value)
+            return sum(d.mean() for d in self._distance(enc, self._decode(enc)))
+
+        loss_value = gradient_steps(opt, settings, len(images), loss_of, progress)
         self.eval()
         self.fit_pixel_stats(images, device)
         return {"final_loss": loss_value}
