@@ -58,7 +58,8 @@ class CaptureThread(threading.Thread):
             try:
                 self.source.open()
                 self.state.error = None
-                self._upstream_seen = getattr(self.source, "dropped_upstream", 0)
+                self._frame_since_open = False
+                self._upstream_seen = self.source.dropped_upstream
                 if self.source.event_driven:  # open = ready; frames come when posted
                     self._up()
                 return True
@@ -85,7 +86,7 @@ class CaptureThread(threading.Thread):
             self.metrics.camera_up.labels(self.state.name).set(1)
 
     def _count_upstream_drops(self) -> None:
-        seen = getattr(self.source, "dropped_upstream", 0)
+        seen = self.source.dropped_upstream
         if seen > self._upstream_seen:
             self.metrics.frames_dropped.labels(self.state.name, UPSTREAM_DROP).inc(seen - self._upstream_seen)
             self._upstream_seen = seen
@@ -116,7 +117,6 @@ class CaptureThread(threading.Thread):
             except SourceError as exc:
                 if not self._reconnect(str(exc)):
                     break
-                self._frame_since_open = False
                 continue
             if image is NO_FRAME:
                 continue

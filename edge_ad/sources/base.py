@@ -72,6 +72,8 @@ class Source(ABC):
     #: frames come when something happens (an upload), not at a rate: an idle source is
     #: neither stalled nor stale
     event_driven: bool = False
+    #: frames the source numbered but dropped before they were read (a leaky appsink)
+    dropped_upstream: int = 0
 
     def __init__(self, uri: str):
         self.uri = uri

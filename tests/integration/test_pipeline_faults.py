@@ -179,3 +179,34 @@ def test_a_hanging_source_is_reported_stalled_within_two_seconds(bundle_dir):
     finally:
         source.release.set()
         pipe.stop()
+
+
+class FailsAtOnceSource(MemorySource):
+    """Opens fine, then fails on its first read, every time: a camera that errors at once."""
+
+    def __init__(self):
+        super().__init__(_frames(1), fps=None)
+        self.opens = 0
+
+    def open(self):
+        self.opens += 1
+
+    def read(self):
+        from edge_ad.errors import SourceError
+
+        raise SourceError("sensor error (injected)")
+
+
+def test_a_camera_that_fails_at_once_is_retried_with_backoff_not_spun(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    engine = create_engine(bundle)
+    source = FailsAtOnceSource()
+    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": source}, Metrics(), ResultStore())
+    pipe.start()
+    try:
+        time.sleep(2.5)
+    finally:
+        pipe.stop()
+    # backoff 0.5, 1, 2 s (±20 %): at most 4 opens in 2.5 s; without it, thousands
+    assert 2 <= source.opens <= 4, source.opens
+    assert not pipe.cameras["cam0"].up and "injected" in pipe.cameras["cam0"].error
