@@ -1,7 +1,9 @@
 """False rejects and caught defects of a bundle on the demo video, against its truth CSV.
 
 Serves the video with `edge-ad serve` for a while, reads every result losslessly from
-/v1/results, and matches each to the truth row of its frame (the video loops).
+/v1/results, and matches each to the truth row of its frame (the video loops). Counted per
+frame, and per part pass as a line rejects: a part is rejected when any of its judged frames
+is NG (a pass is one part seen once; the loop shows each part again).
 
     python bench/video_truth.py var/runs/wood/bundle --video var/demo/video/wood_line.avi --seconds 40
 """
@@ -43,15 +45,22 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
     counts = {"good": 0, "false_rejects": 0, "defect": 0, "caught": 0, "not_judged": 0}
+    passes: dict[tuple[int, str], list[bool]] = {}  # (loop, part) → NG per judged frame
     for r in results:
+        row = truth[r["frame_index"] % len(truth)]
         if r["verdict"] not in ("OK", "NG"):
             counts["not_judged"] += 1
-        elif truth[r["frame_index"] % len(truth)]["defect"] == "good":
-            counts["good"] += 1
-            counts["false_rejects"] += r["verdict"] == "NG"
-        else:
-            counts["defect"] += 1
-            counts["caught"] += r["verdict"] == "NG"
+            continue
+        kind = "good" if row["defect"] == "good" else "defect"
+        counts[kind] += 1
+        counts["false_rejects" if kind == "good" else "caught"] += r["verdict"] == "NG"
+        key = (r["frame_index"] // len(truth), row["part"])
+        passes.setdefault(key, []).append(r["verdict"] == "NG")
+    defective = {row["part"]: row["defect"] != "good" for row in truth}  # a part's label holds for all its frames
+    counts.update(good_parts=0, good_parts_rejected=0, defect_parts=0, parts_caught=0)
+    for (_, part), ngs in passes.items():
+        counts["defect_parts" if defective[part] else "good_parts"] += 1
+        counts["parts_caught" if defective[part] else "good_parts_rejected"] += any(ngs)
     print(json.dumps({"bundle": args.bundle, **counts}))
 
 
