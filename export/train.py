@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +13,7 @@ from tqdm import tqdm
 
 from .bundle_writer import fold_map_normalization, write_bundle
 from .data import data_hash, load_images, normal_images, split_holdout
-from .models.base import TrainSettings, create
+from .models.base import TrainSettings, create, from_config
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
 
 def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
           steps: int | None = None, device: str = "cpu", seed: int = 0, channels: int = 3,
-          name: str | None = None, target_fpr: float = 0.01, simplify: bool = False) -> Path:
+          name: str | None = None, target_fpr: float = 0.01, simplify: bool = False,
+          backbone: str = "lite0", backbone_weights: str | None = None, autoencoder: bool = True) -> Path:
     out = Path(out)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -42,9 +44,22 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     paths = normal_images(data)
     train_paths, hold_paths = split_holdout(paths, seed)
     settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
-                             seed=seed, device=device)
+                             seed=seed, device=device, backbone=backbone,
+                             backbone_weights=str(Path(backbone_weights).resolve()) if backbone_weights else None)
     extra = {"bank_size": settings.steps} if family in ("patchcore", "knn") else {}
-    model = create(family, size=size, backbone=settings.backbone, **extra)
+    if family == "efficientad":
+        extra["autoencoder"] = autoencoder
+    elif not autoencoder:
+        from edge_ad.errors import EdgeAdError
+
+        raise EdgeAdError("--no-autoencoder applies to --model efficientad only")
+    try:
+        model = create(family, size=size, backbone=settings.backbone,
+                       backbone_weights=settings.backbone_weights, **extra)
+    except (RuntimeError, OSError, pickle.UnpicklingError) as exc:  # not installed, missing, not this variant
+        from edge_ad.errors import EdgeAdError
+
+        raise EdgeAdError(f"cannot load the {backbone} backbone: {exc}") from exc
     print(f"training {family} on {len(train_paths)} normal images "
           f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
     train_u8 = load_images(train_paths, size, channels)
@@ -83,7 +98,11 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
 def load_checkpoint(path: str | Path):
     """Rebuild the trained module from a checkpoint (for re-export and parity checks)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = create(ckpt["family"], **ckpt["config"])
+    config = dict(ckpt["config"])
+    if config.get("backbone_weights") and not Path(config["backbone_weights"]).is_file():
+        # the checkpoint holds the backbone's weights itself; the file only seeded them
+        config["backbone_weights"] = None
+    model = from_config(ckpt["family"], config)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
 

@@ -29,6 +29,9 @@ class TrainSettings:
 
 class AnomalyModel(nn.Module):
     family: str = ""
+    # constructor arguments added after checkpoints were written without them: the value that
+    # rebuilds what those checkpoints trained (a new model gets the constructor's default)
+    legacy_config: dict = {}
 
     def fit(self, images: torch.Tensor, settings: TrainSettings,
             progress: Callable[[int, float], None] | None = None) -> dict:
@@ -84,6 +87,14 @@ def create(family: str, **kwargs) -> AnomalyModel:
     return _REGISTRY[family](**kwargs)
 
 
+def from_config(family: str, config: dict) -> AnomalyModel:
+    """The module a checkpoint's stored config describes, older checkpoints included."""
+    families()
+    cls = _REGISTRY.get(family)
+    return create(family, **({**cls.legacy_config, **config} if cls else config))  # unknown: create says so
+
+
+
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, int(round(3 * sigma)))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -111,55 +122,78 @@ class GaussianBlur(nn.Module):
 
 
 class MapModel(AnomalyModel):
-    """A family whose anomaly map comes from a stride-8 patch map. Shared here: upsampling,
+    """A family whose anomaly maps come from stride-8 patch maps. Shared here: upsampling,
     smoothing, per-pixel standardization with normal statistics (student and teacher, or
     features and memory bank, behave differently at the image border; corners of normal images
-    scored 1.8x the centre before this), quantile normalization, and the image score as the
-    map's maximum, all folded into the exported graph."""
+    scored 1.8x the centre before this), quantile normalization of each map, their mean, and
+    the image score as the map's maximum, all folded into the exported graph.
 
-    def __init__(self, size: int, blur_sigma: float):
+    ``n_maps`` is how many maps ``patch_maps`` returns (EfficientAD: student–teacher and
+    student–autoencoder); each gets its own statistics, so neither drowns the other."""
+
+    def __init__(self, size: int, blur_sigma: float, n_maps: int = 1):
         super().__init__()
         self.blur = GaussianBlur(blur_sigma)
-        self.register_buffer("pix_mean", torch.zeros(1, size, size))
-        self.register_buffer("pix_std", torch.ones(1, size, size))
-        self.register_buffer("q_a", torch.tensor(0.0))
-        self.register_buffer("q_b", torch.tensor(1.0))
+        self.n_maps = k = n_maps
+        self.register_buffer("pix_mean", torch.zeros(k, size, size))
+        self.register_buffer("pix_std", torch.ones(k, size, size))
+        self.register_buffer("q_a", torch.zeros(k, 1, 1))
+        self.register_buffer("q_b", torch.ones(k, 1, 1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before per-map statistics stored q_a and q_b as scalars
+        for name in ("q_a", "q_b"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].dim() == 0:
+                state_dict[key] = state_dict[key].reshape(1, 1, 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def patch_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float 0..255 → (N, n_maps, H/8, W/8) raw patch anomaly."""
+        return self.patch_map(x)
 
     def patch_map(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float 0..255 → (N, 1, H/8, W/8) raw patch anomaly."""
+        """(N, 3, H, W) float 0..255 → (N, 1, H/8, W/8), for single-map families."""
         raise NotImplementedError
 
     def _raw_map(self, x: torch.Tensor) -> torch.Tensor:
-        d = nn.functional.interpolate(self.patch_map(x), scale_factor=8.0, mode="bilinear",
+        """(N, n_maps, H, W), each map standardized per pixel."""
+        d = nn.functional.interpolate(self.patch_maps(x), scale_factor=8.0, mode="bilinear",
                                       align_corners=False)
-        return (self.blur(d)[:, 0] - self.pix_mean) / self.pix_std
+        n, k, h, w = d.shape
+        d = self.blur(d.reshape(n * k, 1, h, w)).reshape(n, k, h, w)
+        return (d - self.pix_mean) / self.pix_std
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
+        m = ((self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1).mean(dim=1)
         return m, m.amax(dim=(1, 2))
 
     def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self._raw_map(x)
+            return torch.cat([self._raw_map(x[i:i + 8]) for i in range(0, len(x), 8)])
 
     def set_map_normalization(self, maps: torch.Tensor) -> None:
-        """EfficientAD's q_a, q_b: the 90 % and 99.5 % quantiles of held-out normal maps."""
-        flat = maps.flatten().float()
-        if flat.numel() > 1_000_000:  # torch.quantile has an input size limit
-            flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
-        q_a, q_b = torch.quantile(flat, torch.tensor([0.9, 0.995]))
-        self.q_a.fill_(float(q_a))
-        self.q_b.fill_(float(max(q_b, q_a + 1e-6)))
+        """EfficientAD's q_a, q_b: the 90 % and 99.5 % quantiles of held-out normal maps, one
+        pair per map; normal pixels then land near 0..0.1 on every map alike."""
+        gen = torch.Generator().manual_seed(0)
+        for k in range(maps.shape[1]):
+            flat = maps[:, k].flatten().float()
+            if flat.numel() > 1_000_000:  # torch.quantile has an input size limit
+                flat = flat[torch.randperm(flat.numel(), generator=gen)[:1_000_000]]
+            q_a, q_b = torch.quantile(flat, torch.tensor([0.9, 0.995]))
+            self.q_a[k].fill_(float(q_a))
+            self.q_b[k].fill_(float(max(q_b, q_a + 1e-6)))
 
     def fit_pixel_stats(self, images: torch.Tensor, device) -> None:
-        """Mean and spread of the normal map at every pixel, from the training images, smoothed
-        (σ = 8 px) so that a few dozen images give a stable estimate."""
+        """Mean and spread of each normal map at every pixel, from the training images,
+        smoothed (σ = 8 px) so that a few dozen images give a stable estimate."""
         self.pix_mean.zero_()
         self.pix_std.fill_(1.0)
         with torch.no_grad():
             maps = torch.cat([self._raw_map(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
             smooth = GaussianBlur(8.0).to(device)
-            mean = smooth(maps.mean(0, keepdim=True)[:, None])[:, 0]
-            std = smooth(maps.std(0, keepdim=True)[:, None])[:, 0]
+            mean = smooth(maps.mean(0)[:, None])[:, 0]
+            std = smooth(maps.std(0)[:, None])[:, 0]
         self.pix_mean.copy_(mean)
-        self.pix_std.copy_(std.clamp_min(float(std.mean()) * 0.1))
+        floor = std.mean(dim=(1, 2), keepdim=True) * 0.1
+        self.pix_std.copy_(torch.maximum(std, floor))
