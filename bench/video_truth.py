@@ -6,6 +6,10 @@ frame, and per part pass as a line rejects: a part is rejected when any of its j
 is NG (a pass is one part seen once; the loop shows each part again).
 
     python bench/video_truth.py var/runs/wood/bundle --video var/demo/video/wood_line.avi --seconds 40
+    python bench/video_truth.py BUNDLE [BUNDLE ...] --offline   # one loop, every frame, no server
+
+``--offline`` scores every frame of one loop through the bundle's engine at its threshold, as the
+served pipeline would judge it when it keeps up: deterministic, for comparing bundles.
 """
 from __future__ import annotations
 
@@ -19,17 +23,57 @@ import urllib.request
 from pathlib import Path
 
 
+def offline(bundles: list[str], video: Path, truth: list[dict]) -> None:
+    import cv2
+    import numpy as np
+
+    from edge_ad.bundle import load_bundle
+    from edge_ad.engines import create_engine
+    from edge_ad.imageio import to_model_input
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    for _ in truth:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(bgr[:, :, ::-1].copy())
+    cap.release()
+    good = np.array([row["defect"] == "good" for row in truth[:len(frames)]])
+    parts = np.array([int(row["part"]) for row in truth[:len(frames)]])
+    for path in bundles:
+        bundle = load_bundle(path)
+        spec = bundle.manifest.input
+        x = np.stack([to_model_input(f, spec.height, spec.width, spec.channels) for f in frames])
+        with create_engine(bundle) as engine:
+            scores = np.concatenate([engine.infer(x[i:i + 8])[1] for i in range(0, len(x), 8)])
+        ng = scores > bundle.manifest.thresholds.image.threshold
+        good_parts = [p for p in np.unique(parts) if good[parts == p].all()]
+        bad_parts = [p for p in np.unique(parts) if not good[parts == p].all()]
+        print(json.dumps({"bundle": path, "good": int(good.sum()), "false_rejects": int(ng[good].sum()),
+                          "defect": int((~good).sum()), "caught": int(ng[~good].sum()),
+                          "good_parts": len(good_parts),
+                          "good_parts_rejected": int(sum(ng[parts == p].any() for p in good_parts)),
+                          "defect_parts": len(bad_parts),
+                          "parts_caught": int(sum(ng[parts == p].any() for p in bad_parts))}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("bundle")
+    ap.add_argument("bundle", nargs="+")
+    ap.add_argument("--offline", action="store_true", help="score one loop through the engine, no server")
     ap.add_argument("--video", default="var/demo/video/wood_line.avi")
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--port", type=int, default=18100)
     args = ap.parse_args()
     video = Path(args.video).resolve()
     truth = list(csv.DictReader(open(video.with_suffix(".csv"))))
+    if args.offline:
+        return offline(args.bundle, video, truth)
+    if len(args.bundle) > 1:
+        ap.error("serve one bundle at a time (or use --offline)")
     edge_ad = Path(sys.executable).with_name("edge-ad")
-    proc = subprocess.Popen([str(edge_ad), "serve", "--model", args.bundle, "--source", f"file://{video}?loop=1",
+    proc = subprocess.Popen([str(edge_ad), "serve", "--model", args.bundle[0], "--source", f"file://{video}?loop=1",
                              "--port", str(args.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results, after = [], 0
     try:
@@ -61,7 +105,7 @@ def main() -> None:
     for (_, part), ngs in passes.items():
         counts["defect_parts" if defective[part] else "good_parts"] += 1
         counts["parts_caught" if defective[part] else "good_parts_rejected"] += any(ngs)
-    print(json.dumps({"bundle": args.bundle, **counts}))
+    print(json.dumps({"bundle": args.bundle[0], **counts}))
 
 
 if __name__ == "__main__":
