@@ -23,39 +23,51 @@ import urllib.request
 from pathlib import Path
 
 
-def offline(bundles: list[str], video: Path, truth: list[dict]) -> None:
+def read_frames(video: Path, count: int) -> list:
+    """The first ``count`` frames of ``video`` as RGB arrays."""
     import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    for _ in range(count):
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(bgr[:, :, ::-1].copy())
+    cap.release()
+    return frames
+
+
+def score_offline(bundle_path: str, frames: list, truth: list[dict]) -> dict:
+    """Every frame through the bundle's engine at its own threshold, counted per frame and per
+    part (a part is rejected when any of its frames is NG)."""
     import numpy as np
 
     from edge_ad.bundle import load_bundle
     from edge_ad.engines import create_engine
     from edge_ad.imageio import to_model_input
 
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    for _ in truth:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr[:, :, ::-1].copy())
-    cap.release()
     good = np.array([row["defect"] == "good" for row in truth[:len(frames)]])
     parts = np.array([int(row["part"]) for row in truth[:len(frames)]])
-    for path in bundles:
-        bundle = load_bundle(path)
-        spec = bundle.manifest.input
-        x = np.stack([to_model_input(f, spec.height, spec.width, spec.channels) for f in frames])
-        with create_engine(bundle) as engine:
-            scores = np.concatenate([engine.infer(x[i:i + 8])[1] for i in range(0, len(x), 8)])
-        ng = scores > bundle.manifest.thresholds.image.threshold
-        good_parts = [p for p in np.unique(parts) if good[parts == p].all()]
-        bad_parts = [p for p in np.unique(parts) if not good[parts == p].all()]
-        print(json.dumps({"bundle": path, "good": int(good.sum()), "false_rejects": int(ng[good].sum()),
-                          "defect": int((~good).sum()), "caught": int(ng[~good].sum()),
-                          "good_parts": len(good_parts),
-                          "good_parts_rejected": int(sum(ng[parts == p].any() for p in good_parts)),
-                          "defect_parts": len(bad_parts),
-                          "parts_caught": int(sum(ng[parts == p].any() for p in bad_parts))}))
+    bundle = load_bundle(bundle_path)
+    spec = bundle.manifest.input
+    x = np.stack([to_model_input(f, spec.height, spec.width, spec.channels) for f in frames])
+    with create_engine(bundle) as engine:
+        scores = np.concatenate([engine.infer(x[i:i + 8])[1] for i in range(0, len(x), 8)])
+    ng = scores > bundle.manifest.thresholds.image.threshold
+    good_parts = [p for p in np.unique(parts) if good[parts == p].all()]
+    bad_parts = [p for p in np.unique(parts) if not good[parts == p].all()]
+    return {"bundle": str(bundle_path), "good": int(good.sum()), "false_rejects": int(ng[good].sum()),
+            "defect": int((~good).sum()), "caught": int(ng[~good].sum()),
+            "good_parts": len(good_parts),
+            "good_parts_rejected": int(sum(ng[parts == p].any() for p in good_parts)),
+            "defect_parts": len(bad_parts),
+            "parts_caught": int(sum(ng[parts == p].any() for p in bad_parts))}
+
+
+def read_truth(video: Path) -> list[dict]:
+    with open(video.with_suffix(".csv"), newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def main() -> None:
@@ -67,9 +79,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18100)
     args = ap.parse_args()
     video = Path(args.video).resolve()
-    truth = list(csv.DictReader(open(video.with_suffix(".csv"))))
+    truth = read_truth(video)
     if args.offline:
-        return offline(args.bundle, video, truth)
+        frames = read_frames(video, len(truth))
+        for path in args.bundle:
+            print(json.dumps(score_offline(path, frames, truth)))
+        return
     if len(args.bundle) > 1:
         ap.error("serve one bundle at a time (or use --offline)")
     edge_ad = Path(sys.executable).with_name("edge-ad")
