@@ -16,7 +16,7 @@ from scipy import stats
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from export.calibrate import normal_only_thresholds, tolerance_factor
+from export.calibrate import gumbel_fit, gumbel_tolerance_factor, normal_only_thresholds, tolerance_factor
 from export.demo_data import DEFECTS, render
 
 
@@ -28,12 +28,23 @@ def _gauss_tol(h, fpr):
     return h.mean() + tolerance_factor(len(h), 1 - fpr, 0.9) * h.std(ddof=1)
 
 
+def _lognormal_tol(h, fpr):
+    logs = np.log(np.clip(h, 1e-9, None))
+    return float(np.exp(logs.mean() + tolerance_factor(len(h), 1 - fpr, 0.9) * logs.std(ddof=1)))
+
+
+def _gumbel_tol(h, fpr):
+    mu, beta = gumbel_fit(h)
+    return mu + gumbel_tolerance_factor(len(h), 1 - fpr, 0.9) * beta
+
+
 def _edge_ad(h, fpr):
     return normal_only_thresholds(h, fpr)[0].image.threshold
 
 
 RULES = {"gaussian quantile": _gauss_z, "gaussian tolerance 90%": _gauss_tol,
-         "edge-ad (lognormal tolerance 90%)": _edge_ad}
+         "lognormal tolerance 90%": _lognormal_tol, "gumbel tolerance 90%": _gumbel_tol,
+         "edge-ad: the better fit of the two": _edge_ad}
 
 
 def main() -> None:

@@ -31,9 +31,9 @@ def test_normal_only_recalibration_and_bad_combinations(bundle_copy, demo_root):
     before = load_bundle(bundle_copy).manifest.thresholds.image.threshold
     assert main(["calibrate", str(bundle_copy), "--normal", str(good), "--target-fpr", "0.05"]) == 0
     m = load_bundle(bundle_copy).manifest
-    # the log-normal bound where every score is positive, the Gaussian one otherwise
+    # the better fit of a log-normal and a Gumbel; only the Gumbel where a score is ≤ 0
     positive = all(x > 0 for x in m.calibration.normal_scores)
-    assert m.calibration.method == ("lognormal-tolerance" if positive else "normal-tolerance")
+    assert m.calibration.method in (("lognormal-tolerance", "gumbel-tolerance") if positive else ("gumbel-tolerance",))
     assert m.calibration.target_fpr == 0.05
     assert m.thresholds.image.threshold != before
     assert main(["calibrate", str(bundle_copy), "--normal", str(good), "--method", "f1"]) == 1
