@@ -39,8 +39,7 @@ $(DATA)/.complete: $(VENV)/.installed-run
 
 model: $(RUN_DIR)/.complete
 $(RUN_DIR)/.complete: $(DATA)/.complete
-	# the demo video is an untriggered line (parts drift through the view): student–teacher map only
-	$(BIN)/edge-ad train --model efficientad --no-autoencoder --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
+	$(BIN)/edge-ad train --model patchcore --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
 	@touch $@
 
 # Real components the integration tests start: Prometheus (scrapes the service; promtool checks

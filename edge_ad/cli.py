@@ -12,6 +12,8 @@ from .errors import EdgeAdError
 
 # knn is the nearest-neighbour baseline the others are measured against
 FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn")
+# the family that measured best on the quality benchmark (docs/benchmarks.md#model-families)
+DEFAULT_FAMILY = "patchcore"
 BACKBONES = ("lite0", "lite1", "lite2")
 
 
@@ -26,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
 
     t = sub.add_parser("train", help="train on normal images; writes RUN/checkpoint.pt and RUN/bundle/")
-    t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
+    t.add_argument("--model", choices=FAMILIES, default=DEFAULT_FAMILY,
+                   help=f"model family (default {DEFAULT_FAMILY}: the low-shot memory bank)")
     t.add_argument("--data", required=True, help="MVTec-layout category or a folder of good images")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--size", type=int, default=256, help="model input size, a multiple of 32 (default 256)")

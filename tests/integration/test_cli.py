@@ -95,3 +95,11 @@ def test_evidence_from_a_live_service_exports_for_retraining(bundle_dir, demo_ro
     (tmp_path / "mvtec" / "test" / "good" / "x.png").write_bytes(ng[0].read_bytes())
     samples = test_set(tmp_path / "mvtec")
     assert any(s.defect == "ng" and s.mask_path is not None for s in samples)
+
+
+def test_train_without_model_trains_the_default_family(demo_root, tmp_path):
+    r = edge_ad("train", "--data", demo_root / "wood", "--out", tmp_path / "run", "--size", "64", "--steps", "64")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    assert manifest["family"] == "patchcore"
+    assert "default patchcore" in edge_ad("train", "--help").stdout
