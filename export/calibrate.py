@@ -87,7 +87,8 @@ def normal_only_thresholds(scores, target_fpr: float = 0.01,
     if not 0 < target_fpr < 0.5:
         raise EdgeAdError(f"target false-reject rate {target_fpr} must be between 0 and 0.5")
     bound, method, fit = _tolerance_bound(scores, 1.0 - target_fpr, confidence)
-    threshold = max(bound, float(scores.max()) * 1.0001 + 1e-12)
+    top = float(scores.max())  # never below the highest good score (of either sign)
+    threshold = max(bound, top + abs(top) * 1e-4 + 1e-12)
     scale = max(threshold - float(np.median(scores)), 1e-6)
     norm = Normalization(threshold=threshold, scale=scale)
     # The image score is the map's maximum, so one threshold serves both: an image is NG exactly

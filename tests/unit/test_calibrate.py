@@ -79,6 +79,9 @@ def test_non_positive_scores_use_the_shift_invariant_gumbel_bound():
     assert cal.method == "gumbel-tolerance"
     shifted, _ = normal_only_thresholds(np.linspace(-1, 1, 12) - 2.0)  # moves with the scores
     assert shifted.image.threshold == pytest.approx(th.image.threshold - 2.0)
+    # all negative, all alike: the threshold still sits above the highest good score
+    flat, _ = normal_only_thresholds(np.full(12, -0.5))
+    assert flat.image.threshold > -0.5
 
 
 def test_too_few_images_is_a_clear_error():
