@@ -70,3 +70,17 @@ def test_every_family_takes_a_grayscale_camera(family, demo_root, tmp_path):
     with create_engine(bundle) as engine:
         amap, score = engine.infer(x)
     assert x.shape[-1] == 1 and amap.shape == (2, 64, 64) and np.isfinite(score).all()
+
+
+@pytest.mark.parametrize("family, steps", [("rd", 5), ("patchcore", 128)])
+def test_training_is_deterministic_with_a_seed(family, steps, demo_root, tmp_path):
+    """The same seed gives the same weights and threshold; another seed does not."""
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(family, demo_root / "wood", tmp_path / name, size=64, steps=steps, seed=seed)
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["state_dict"]
+        runs[name] = (state, load_bundle(tmp_path / name / "bundle").manifest.thresholds.image.threshold)
+    (a, ta), (b, tb), (c, tc) = runs["a"], runs["b"], runs["c"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ta == tb
+    assert not all(torch.equal(a[k], c[k]) for k in a) and ta != tc
