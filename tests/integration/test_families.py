@@ -59,7 +59,7 @@ def test_every_family_trains_exports_and_matches_torch(family, demo_root, tmp_pa
     assert roc_auc_score(labels, o_score) >= (0.9 if family == "patchcore" else 0.75)
 
 
-@pytest.mark.parametrize("family", ["rd", "fastflow", "patchcore", "knn"])
+@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "patchcore", "knn"])
 def test_every_family_takes_a_grayscale_camera(family, demo_root, tmp_path):
     steps = 256 if family in ("patchcore", "knn") else 10
     code_path = tmp_path / family
