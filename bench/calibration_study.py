@@ -16,7 +16,7 @@ from scipy import stats
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from export.calibrate import gumbel_fit, gumbel_tolerance_factor, normal_only_thresholds, tolerance_factor
+from export.calibrate import gumbel_bound, lognormal_bound, normal_only_thresholds, tolerance_factor
 from export.demo_data import DEFECTS, render
 
 
@@ -29,13 +29,11 @@ def _gauss_tol(h, fpr):
 
 
 def _lognormal_tol(h, fpr):
-    logs = np.log(np.clip(h, 1e-9, None))
-    return float(np.exp(logs.mean() + tolerance_factor(len(h), 1 - fpr, 0.9) * logs.std(ddof=1)))
+    return lognormal_bound(np.clip(h, 1e-9, None), 1 - fpr, 0.9)[0]
 
 
 def _gumbel_tol(h, fpr):
-    mu, beta = gumbel_fit(h)
-    return mu + gumbel_tolerance_factor(len(h), 1 - fpr, 0.9) * beta
+    return gumbel_bound(h, 1 - fpr, 0.9)[0]
 
 
 def _edge_ad(h, fpr):

@@ -49,32 +49,38 @@ def gumbel_tolerance_factor(n: int, coverage: float, confidence: float, sims: in
     return float(np.quantile((z - mu) / beta, confidence))
 
 
-def gumbel_fit(scores: np.ndarray) -> tuple[float, float]:
+def gumbel_bound(scores: np.ndarray, coverage: float, confidence: float) -> tuple[float, dict]:
+    """The Gumbel tolerance bound, from moment estimates of location and scale."""
     beta = float(scores.std(ddof=1)) * math.sqrt(6) / math.pi
-    return float(scores.mean()) - EULER_GAMMA * beta, beta
+    mu = float(scores.mean()) - EULER_GAMMA * beta
+    k = gumbel_tolerance_factor(len(scores), coverage, confidence)
+    return mu + k * beta, {"location": mu, "scale": beta, "k": k}
+
+
+def lognormal_bound(scores: np.ndarray, coverage: float, confidence: float) -> tuple[float, dict]:
+    """The normal tolerance bound on log(scores); every score must be > 0."""
+    logs = np.log(scores)
+    log_mean, log_std = float(logs.mean()), float(logs.std(ddof=1))
+    k = tolerance_factor(len(scores), coverage, confidence)
+    return math.exp(log_mean + k * log_std), {"log_mean": log_mean, "log_std": log_std, "k": k}
 
 
 def _tolerance_bound(scores: np.ndarray, coverage: float, confidence: float) -> tuple[float, str, dict]:
     """The better-fitting shape's bound: log-normal or Gumbel, by log-likelihood (both have two
     parameters, so no penalty is needed to compare them); Gumbel where a score is ≤ 0."""
-    mu, beta = gumbel_fit(scores)
-    k_g = gumbel_tolerance_factor(len(scores), coverage, confidence)
-    gumbel = (mu + k_g * beta, "gumbel-tolerance", {"location": mu, "scale": beta, "k": k_g})
-    if beta <= 0 or not (scores > 0).all():
-        return gumbel
-    logs = np.log(scores)
-    log_mean, log_std = float(logs.mean()), float(logs.std(ddof=1))
-    if log_std <= 0:
-        return gumbel
+    g_bound, g_fit = gumbel_bound(scores, coverage, confidence)
+    if g_fit["scale"] <= 0 or not (scores > 0).all():
+        return g_bound, "gumbel-tolerance", g_fit
+    l_bound, l_fit = lognormal_bound(scores, coverage, confidence)
+    if l_fit["log_std"] <= 0:
+        return g_bound, "gumbel-tolerance", g_fit
     # the log-normal's density in the scores' own units: the log's density over each score
-    ll_lognormal = float(stats.norm.logpdf(logs, log_mean, log_std).sum() - logs.sum())
-    ll_gumbel = float(stats.gumbel_r.logpdf(scores, mu, beta).sum())
+    logs = np.log(scores)
+    ll_lognormal = float(stats.norm.logpdf(logs, l_fit["log_mean"], l_fit["log_std"]).sum() - logs.sum())
+    ll_gumbel = float(stats.gumbel_r.logpdf(scores, g_fit["location"], g_fit["scale"]).sum())
     if ll_gumbel > ll_lognormal:
-        gumbel[2].update(loglik=ll_gumbel, loglik_other=ll_lognormal)
-        return gumbel
-    k = tolerance_factor(len(scores), coverage, confidence)
-    return (math.exp(log_mean + k * log_std), "lognormal-tolerance",
-            {"log_mean": log_mean, "log_std": log_std, "k": k, "loglik": ll_lognormal, "loglik_other": ll_gumbel})
+        return g_bound, "gumbel-tolerance", {**g_fit, "loglik": ll_gumbel, "loglik_other": ll_lognormal}
+    return l_bound, "lognormal-tolerance", {**l_fit, "loglik": ll_lognormal, "loglik_other": ll_gumbel}
 
 
 def normal_only_thresholds(scores, target_fpr: float = 0.01,

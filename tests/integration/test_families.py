@@ -1,6 +1,6 @@
-"""Every model family besides efficientad (the shared fixture's, tested in test_train_export.py):
-trains on tiny data, exports, ONNX Runtime matches torch, and it separates normal from defect
-images it never saw."""
+"""Every model family trains on tiny data, exports, ONNX Runtime matches torch, it separates
+normal from defect images it never saw, and it takes a grayscale camera. efficientad's export
+parity is checked on the shared fixture in test_train_export.py."""
 import numpy as np
 import pytest
 import torch
