@@ -73,6 +73,11 @@ class Calibration(_Strict):
     normal_score_mean: float | None = None
     normal_score_std: float | None = None
     normal_score_max: float | None = None
+    normal_score_spread: float | None = Field(None, description="highest minus lowest good score")
+    margin_over_max: float | None = Field(None, description="threshold minus the highest good score; "
+                                          "train and calibrate warn when it exceeds the spread")
+    out_of_fold_count: int = Field(0, ge=0, description="of normal_count, training images scored "
+                                   "out-of-fold (a memory bank without the image's own patches)")
     fit: dict[str, float] = Field(default_factory=dict)
     target_fnr: float | None = None
     expected_fpr: float | None = Field(None, description="false-reject rate the method promises "
@@ -101,8 +106,12 @@ class ParityRecord(_Strict):
     images: int | None = None
     max_abs_map_diff: float | None = None
     mean_abs_map_diff: float | None = None
-    max_rel_score_diff: float
+    max_rel_score_diff: float = Field(description="relative to the raw score; reported, not judged")
+    max_score_diff_of_scale: float | None = Field(None, description="|Δ raw score| / threshold scale: "
+                                                  "what the gate judges (absent in records before it did)")
     verdict_flips: int
+    flips_beyond_noise: int | None = Field(None, description="flips of images farther from the "
+                                           "threshold than the allowed score difference: what the gate judges")
     auroc_reference: float | None = None
     auroc_candidate: float | None = None
     passed: bool

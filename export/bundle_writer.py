@@ -7,6 +7,7 @@ the thresholds belong to exactly the artefact that will be served.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import platform
 import shutil
 from pathlib import Path
@@ -22,8 +23,11 @@ from edge_ad.errors import EdgeAdError
 from edge_ad.parity import compare
 from edge_ad.quality import reference_stats
 
-from .calibrate import normal_only_thresholds
+from .calibrate import margin_warning, normal_only_thresholds
 from .onnx_export import BundleGraph, export_onnx
+
+log = logging.getLogger(__name__)
+
 
 def torch_outputs(model, images_u8: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """What the trained module itself says, through the same uint8 wrapper the graph was
@@ -70,8 +74,10 @@ def fold_map_normalization(model, holdout_u8: np.ndarray) -> None:
 
 def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
                  holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01,
-                 simplify: bool = False) -> Path:
-    """``model`` must already carry its map normalization (see ``fold_map_normalization``)."""
+                 simplify: bool = False, out_of_fold=None) -> Path:
+    """``model`` must already carry its map normalization (see ``fold_map_normalization``).
+    ``out_of_fold``: raw scores of the training images scored out-of-fold by the torch module
+    (memory-bank families), calibrated on together with the held-out images' graph scores."""
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, size, channels, out / "model.onnx", simplify=simplify)
 
@@ -92,16 +98,22 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
     save_manifest(out, manifest)
     _save_calibration_images(out, holdout_u8)
     engine_out = _engine_outputs(load_bundle(out), holdout_u8)
-    thresholds, calibration = normal_only_thresholds(engine_out[1], target_fpr)
+    extra = np.asarray(out_of_fold if out_of_fold is not None else [], np.float64)
+    thresholds, calibration = normal_only_thresholds(np.r_[engine_out[1], extra], target_fpr,
+                                                     out_of_fold=len(extra))
     calibration.data_sha256 = provenance.get("data_sha256")
     # the parity gate of `edge-ad verify`: ONNX Runtime (reference) against the torch module
     parity = compare("torch", "fp32", engine_out, torch_outputs(model, holdout_u8, channels),
-                     thresholds.image.threshold)
+                     thresholds.image.threshold, thresholds.image.scale)
     manifest = manifest.model_copy(update={
         "thresholds": thresholds, "calibration": calibration,
         "parity": {"torch": parity.record()},
         "image_stats": reference_stats(list(holdout_u8))})
     save_manifest(out, manifest)
+    warning = margin_warning(calibration)
+    if warning:
+        log.warning("%s", warning)
+        print(f"warning: {warning}")
     if not parity.passed:
         rejected = out.with_name(out.name + ".failed-parity")
         shutil.rmtree(rejected, ignore_errors=True)

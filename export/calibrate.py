@@ -65,26 +65,62 @@ def lognormal_bound(scores: np.ndarray, coverage: float, confidence: float) -> t
     return math.exp(log_mean + k * log_std), {"log_mean": log_mean, "log_std": log_std, "k": k}
 
 
-def _tolerance_bound(scores: np.ndarray, coverage: float, confidence: float) -> tuple[float, str, dict]:
-    """The better-fitting shape's bound: log-normal or Gumbel, by log-likelihood (both have two
-    parameters, so no penalty is needed to compare them); Gumbel where a score is ≤ 0."""
-    g_bound, g_fit = gumbel_bound(scores, coverage, confidence)
-    if g_fit["scale"] <= 0 or not (scores > 0).all():
-        return g_bound, "gumbel-tolerance", g_fit
-    l_bound, l_fit = lognormal_bound(scores, coverage, confidence)
-    if l_fit["log_std"] <= 0:
-        return g_bound, "gumbel-tolerance", g_fit
-    # the log-normal's density in the scores' own units: the log's density over each score
+def _log_likelihoods(scores: np.ndarray, g_fit: dict, l_fit: dict) -> tuple[float, float]:
+    """Gumbel's and the log-normal's log-likelihood, both in the scores' own units."""
     logs = np.log(scores)
     ll_lognormal = float(stats.norm.logpdf(logs, l_fit["log_mean"], l_fit["log_std"]).sum() - logs.sum())
     ll_gumbel = float(stats.gumbel_r.logpdf(scores, g_fit["location"], g_fit["scale"]).sum())
-    if ll_gumbel > ll_lognormal:
-        return g_bound, "gumbel-tolerance", {**g_fit, "loglik": ll_gumbel, "loglik_other": ll_lognormal}
-    return l_bound, "lognormal-tolerance", {**l_fit, "loglik": ll_lognormal, "loglik_other": ll_gumbel}
+    return ll_gumbel, ll_lognormal
 
 
-def normal_only_thresholds(scores, target_fpr: float = 0.01,
-                           confidence: float = 0.9) -> tuple[Thresholds, Calibration]:
+def _tolerance_bound(scores: np.ndarray, coverage: float, confidence: float) -> tuple[float, str, dict]:
+    """The likelier of a log-normal and a Gumbel (both have two parameters, so no penalty is
+    needed to compare them), where the log-normal may only win when its bound lands no farther
+    past the highest good score than the good scores' own spread, or than the Gumbel's bound.
+
+    Likelihood alone cannot see the tail it extrapolates: on a woven fabric whose good images
+    scored near zero (median 0.012, highest 0.27) the log-normal won on likelihood and put the
+    threshold at 1.365, so 27 of 30 defects passed. A bound more than the data's spread past the
+    data is what no fit of a few dozen scores can vouch for. The Gumbel is shift invariant: an
+    arbitrary zero cannot move it, so it is always a candidate."""
+    g_bound, g_fit = gumbel_bound(scores, coverage, confidence)
+    candidates = [(g_bound, "gumbel-tolerance", g_fit)] if g_fit["scale"] > 0 else []
+    if (scores > 0).all():
+        l_bound, l_fit = lognormal_bound(scores, coverage, confidence)
+        if l_fit["log_std"] > 0 and math.isfinite(l_bound):
+            ll_g, ll_l = _log_likelihoods(scores, g_fit, l_fit)
+            g_fit.update(loglik=ll_g, loglik_other=ll_l)
+            l_fit.update(loglik=ll_l, loglik_other=ll_g)
+            candidates.append((l_bound, "lognormal-tolerance", l_fit))
+    if not candidates:  # every score equal: nothing to fit
+        return float(scores.max()), "gumbel-tolerance", g_fit
+    top, spread = float(scores.max()), float(scores.max() - scores.min())
+    allowed = max(spread, g_bound - top) if g_fit["scale"] > 0 else math.inf
+    near = [c for c in candidates if c[0] - top <= allowed + 1e-12]
+    if near:
+        return max(near, key=lambda c: c[2].get("loglik", 0.0))
+    return min(candidates, key=lambda c: c[0])
+
+
+def margin_warning(calibration: Calibration) -> str | None:
+    """What a user should hear when the threshold sits far beyond every good score: defects
+    scoring in between pass as OK. None when the margin is within the good scores' spread."""
+    c = calibration
+    if c.margin_over_max is None or c.normal_score_spread is None or c.margin_over_max <= c.normal_score_spread:
+        return None
+    return (f"the threshold {c.normal_score_max + c.margin_over_max:.4g} lies {c.margin_over_max:.3g} above the "
+            f"highest good score ({c.normal_score_max:.4g}), more than the good scores' own spread "
+            f"({c.normal_score_spread:.3g}): a defect scoring in between passes as OK. Add good images "
+            f"(the bound tightens with more), calibrate with defect images "
+            f"(edge-ad calibrate BUNDLE --normal DIR --abnormal DIR --method fnr), or accept more false "
+            f"rejects with a larger --target-fpr")
+
+
+def normal_only_thresholds(scores, target_fpr: float = 0.01, confidence: float = 0.9,
+                           out_of_fold: int = 0) -> tuple[Thresholds, Calibration]:
+    """``scores``: raw scores of good images the model did not train on; the last
+    ``out_of_fold`` of them are training images scored out-of-fold (recorded, not treated
+    differently)."""
     scores = np.asarray(scores, np.float64)
     n = len(scores)
     if n < MIN_NORMAL_IMAGES:
@@ -101,9 +137,11 @@ def normal_only_thresholds(scores, target_fpr: float = 0.01,
     # when some pixel is, and every NG comes with at least one region that explains it.
     thresholds = Thresholds(image=norm, pixel=norm)
     calibration = Calibration(method=method, target_fpr=target_fpr, confidence=confidence,
-                              normal_count=n, normal_score_mean=float(scores.mean()),
+                              normal_count=n, out_of_fold_count=out_of_fold,
+                              normal_score_mean=float(scores.mean()),
                               normal_score_std=float(scores.std(ddof=1)),
-                              normal_score_max=float(scores.max()), fit=fit,
+                              normal_score_max=top, normal_score_spread=float(top - scores.min()),
+                              margin_over_max=float(threshold - top), fit=fit,
                               expected_fpr=target_fpr, measured_fpr=0.0,
                               normal_scores=[float(f"{x:.6g}") for x in scores[:5000]])
     return thresholds, calibration

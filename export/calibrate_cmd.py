@@ -12,7 +12,7 @@ from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
 from edge_ad.imageio import read_image, to_model_input
 
-from .calibrate import labelled_threshold, normal_only_thresholds
+from .calibrate import labelled_threshold, margin_warning, normal_only_thresholds
 from .data import IMAGE_SUFFIXES, data_hash
 
 
@@ -67,5 +67,8 @@ def calibrate(bundle_path: str, normal_dir: str, abnormal_dir: str | None = None
         "expected_fnr": measured_fnr, "measured_fpr": measured_fpr})
     manifest = bundle.manifest.model_copy(update={"thresholds": thresholds, "calibration": cal})
     save_manifest(bundle.path, manifest)
-    return {"threshold": th, "method": cal.method, "normal": len(normal), "abnormal": len(abnormal),
+    warning = None if method else margin_warning(cal)
+    if warning:
+        print(f"warning: {warning}")
+    return {"warning": warning,"threshold": th, "method": cal.method, "normal": len(normal), "abnormal": len(abnormal),
             "false_rejects_on_these_images": measured_fpr, "misses_on_these_images": measured_fnr}

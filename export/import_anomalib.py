@@ -124,7 +124,8 @@ def import_anomalib(model_path: str | Path, out: str | Path, normal: str | Path,
     bundle = load_bundle(out)
     with create_engine(bundle, providers=["CPUExecutionProvider"]) as engine:
         served = engine.infer(normal_u8)
-    parity = compare("anomalib export", "fp32", _anomalib_direct(model_path, normal_u8), served, 0.5)
+    parity = compare("anomalib export", "fp32", _anomalib_direct(model_path, normal_u8), served,
+                     placeholder.threshold, placeholder.scale)
     if not parity.passed:
         raise EdgeAdError(f"the wrapped model scores differently from the export: {'; '.join(parity.reasons)}")
     scores = served[1]

@@ -76,6 +76,11 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     seconds = time.perf_counter() - t0
     model.to("cpu").eval()
     fold_map_normalization(model, hold_u8)
+    out_of_fold = None
+    if hasattr(model, "out_of_fold_scores"):  # memory banks: every training image, leave-one-out
+        out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8)).numpy()
+        print(f"scored the {len(out_of_fold)} training images leave-one-out: the threshold sees "
+              f"all {len(out_of_fold) + len(hold_u8)} good images")
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
@@ -84,11 +89,12 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
                 "settings": asdict(settings), "channels": channels, "name": name or Path(data).name,
                 "holdout": [str(p) for p in hold_paths], "train_stats": stats,
                 "data_sha256": digest, "image_count": len(paths),
+                "out_of_fold_scores": None if out_of_fold is None else out_of_fold.tolist(),
                 "training_seconds": seconds}, ckpt)
     print("exporting and calibrating the bundle …")
     bundle = write_bundle(
         model, out / "bundle", name=name or Path(data).name, size=size, channels=channels,
-        holdout_u8=hold_u8, target_fpr=target_fpr, simplify=simplify,
+        holdout_u8=hold_u8, target_fpr=target_fpr, simplify=simplify, out_of_fold=out_of_fold,
         provenance={"data_sha256": digest, "image_count": len(paths), "seed": seed,
                     "steps": settings.steps, "training_seconds": round(seconds, 1)})
     print(f"trained in {seconds:.0f} s; checkpoint {ckpt}; bundle {bundle}")
@@ -114,7 +120,7 @@ def reexport(checkpoint: str | Path, out: str | Path, target_fpr: float = 0.01, 
     hold_u8 = load_images([Path(p) for p in ckpt["holdout"]], size, channels)
     return write_bundle(
         model, Path(out), name=ckpt["name"], size=size, channels=channels, holdout_u8=hold_u8,
-        target_fpr=target_fpr, simplify=simplify,
+        target_fpr=target_fpr, simplify=simplify, out_of_fold=ckpt.get("out_of_fold_scores"),
         provenance={"data_sha256": ckpt["data_sha256"], "image_count": ckpt["image_count"],
                     "seed": ckpt["settings"]["seed"], "steps": ckpt["settings"]["steps"],
                     "training_seconds": round(ckpt["training_seconds"], 1)})

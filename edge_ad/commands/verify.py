@@ -76,6 +76,7 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
     bundle = load_bundle(bundle_path)
     images, labels, where = load_images(bundle, data)
     threshold = bundle.manifest.thresholds.image.threshold
+    scale = bundle.manifest.thresholds.image.scale
     with create_engine(bundle, providers=["CPUExecutionProvider"]) as engine:
         reference = _batched(engine.infer, images)
     results, notes = [], [f"{len(images)} images from {where}"
@@ -86,17 +87,17 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
         if run is None:
             notes.append(f"torch: not compared ({why})")
         else:
-            results.append(compare("torch", "fp32", reference, run(images), threshold, labels))
+            results.append(compare("torch", "fp32", reference, run(images), threshold, scale, labels))
     from ..engines.variants import make_variant
 
     for precision in precisions:
         if precision != "fp32":
             graph = make_variant(bundle, precision, calib)
             results.append(compare(f"{precision} graph on onnxruntime-cpu", precision, reference,
-                                   _batched(_ort_graph(graph, bundle), images), threshold, labels))
+                                   _batched(_ort_graph(graph, bundle), images), threshold, scale, labels))
         if not tensorrt:
             continue
-        trt_result, why = _tensorrt_candidate(bundle, precision, images, reference, threshold, labels)
+        trt_result, why = _tensorrt_candidate(bundle, precision, images, reference, threshold, scale, labels)
         if trt_result is not None:
             results.append(trt_result)
         else:
@@ -104,7 +105,7 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
     return results, notes
 
 
-def _tensorrt_candidate(bundle, precision, images, reference, threshold, labels):
+def _tensorrt_candidate(bundle, precision, images, reference, threshold, scale, labels):
     if importlib.util.find_spec("tensorrt") is None:
         return None, "TensorRT is not installed here; run this on the device"
     from ..engines.tensorrt import TrtEngine, plan_files
@@ -118,7 +119,7 @@ def _tensorrt_candidate(bundle, precision, images, reference, threshold, labels)
         outputs = _batched(engine.infer, images)
     finally:
         engine.deactivate()
-    return compare(f"tensorrt {precision}", precision, reference, outputs, threshold, labels), None
+    return compare(f"tensorrt {precision}", precision, reference, outputs, threshold, scale, labels), None
 
 
 def record(bundle_path, results: list[ParityResult]) -> None:
@@ -140,12 +141,12 @@ def run_verify(bundle, data, precision: str, checkpoint, calib, json_path, keep:
         notes.append(f"recorded in {Path(bundle) / 'manifest.json'} under parity")
     for note in notes:
         print(note)
-    print(f"{'candidate':44} {'prec':5} {'max|Δmap|':>10} {'mean|Δmap|':>10} {'max rel Δscore':>14} "
+    print(f"{'candidate':44} {'prec':5} {'max|Δmap|':>10} {'mean|Δmap|':>10} {'max Δscore/scale':>16} "
           f"{'flips':>6} {'AUROC ref→cand':>16}  verdict")
     for r in results:
         auc = f"{r.auroc_reference:.4f}→{r.auroc_candidate:.4f}" if r.auroc_reference is not None else "-"
         print(f"{r.candidate[:44]:44} {r.precision:5} {r.max_abs_map_diff:10.3g} {r.mean_abs_map_diff:10.3g} "
-              f"{r.max_rel_score_diff:14.3g} {r.verdict_flips:6d} {auc:>16}  "
+              f"{r.max_score_diff_of_scale:16.3g} {r.flips_beyond_noise:6d} {auc:>16}  "
               + ("PASS" if r.passed else "FAIL: " + "; ".join(r.reasons)))
     if json_path:
         Path(json_path).write_text(json.dumps({"results": [r.to_json() for r in results], "notes": notes},

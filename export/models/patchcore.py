@@ -37,6 +37,9 @@ class PatchCore(MapModel):
         self.register_buffer("f_std", torch.ones(1, c, 1, 1))
         self.register_buffer("bank", torch.zeros(bank_size, c))
         self.register_buffer("bank_sq", torch.zeros(bank_size))
+        # training image each bank vector came from (not saved: only training uses it)
+        self.bank_origin: torch.Tensor | None = None
+        self._leave_out: torch.Tensor | None = None
 
     def config(self) -> dict:
         return dict(self._config)
@@ -49,6 +52,9 @@ class PatchCore(MapModel):
         n, c, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)
         d2 = (flat * flat).sum(-1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq
+        if self._leave_out is not None:  # out-of-fold scoring: no vector of the image's own
+            own = self.bank_origin[None, :] == self._leave_out[:, None]
+            d2 = d2.masked_fill(own[:, None, :], float("inf"))
         if self.neighbours == 1:
             nearest = d2.amin(dim=-1).clamp_min(0).sqrt()
         else:
@@ -64,23 +70,42 @@ class PatchCore(MapModel):
         self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
         self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
         pool = ((feats - self.f_mean) / self.f_std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        chosen = self.select(pool, self.bank.shape[0], settings.seed, progress)
+        picked = self.select(pool, self.bank.shape[0], settings.seed, progress)
+        chosen = pool[picked]
+        self.bank_origin = (picked // (feats.shape[2] * feats.shape[3])).cpu()
         self.bank.copy_(chosen)
         self.bank_sq.copy_((chosen * chosen).sum(-1))
         self.fit_pixel_stats(images, device)
         return {"pool": int(pool.shape[0]), "bank": int(chosen.shape[0])}
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
+        """Indices into ``pool`` of the bank's vectors."""
         return greedy_coreset(pool, size, seed, progress)
+
+    @torch.no_grad()
+    def out_of_fold_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Image scores of the training images (in ``fit``'s order), each against the bank less
+        the vectors taken from that image: leave-one-out, which a memory bank makes cheap. The
+        threshold then sees every good image, not only the held-out fifth. Call after the map
+        normalization is set, like the scores the graph gives."""
+        if self.bank_origin is None:
+            raise RuntimeError("out-of-fold scores need the bank's origins: call fit first")
+        out = []
+        try:
+            for i in range(len(images)):
+                self._leave_out = torch.tensor([i])
+                out.append(self(images[i:i + 1])[1])
+        finally:
+            self._leave_out = None
+        return torch.cat(out)
 
 
 def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
     """k-centre greedy: each step adds the vector farthest from those chosen, so the bank
-    covers the whole pool. A pool smaller than the bank is repeated to fill it (duplicates do
-    not change nearest distances, and the graph keeps a fixed shape)."""
+    covers the whole pool; returns their indices. A pool smaller than the bank is repeated to
+    fill it (duplicates do not change nearest distances, and the graph keeps a fixed shape)."""
     if pool.shape[0] <= size:
-        reps = -(-size // pool.shape[0])
-        return pool.repeat(reps, 1)[:size].clone()
+        return torch.arange(size) % pool.shape[0]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     first = int(torch.randint(pool.shape[0], (1,), generator=gen))
     chosen = [first]
@@ -95,7 +120,7 @@ def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> t
         dist = torch.minimum(dist, (sq + sq[nxt] - 2 * pool @ pool[nxt]).clamp_min(0))
         if progress and step % 64 == 0:
             progress(step, float(dist.max().sqrt()))
-    return pool[chosen].clone()
+    return torch.tensor(chosen)
 
 
 @register
@@ -112,5 +137,4 @@ class NearestNeighbourBaseline(PatchCore):
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         if pool.shape[0] <= size:
             return greedy_coreset(pool, size, seed)  # repeats the pool to the bank's fixed shape
-        pick = torch.randperm(pool.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed))[:size]
-        return pool[pick].clone()
+        return torch.randperm(pool.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed))[:size]

@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
+from edge_ad.parity import TOLERANCES
 from export.data import load_images
 from export.onnx_export import BundleGraph
 from export.train import load_checkpoint, train
@@ -28,12 +29,11 @@ def _torch_vs_engine(run, demo_root):
     return model, o_map, o_score, diff, [p.parent.name != "good" for p in paths]
 
 
-# Steps (for patchcore and knn: the bank size) and the largest relative |Δ score| ONNX Runtime
-# vs torch allowed on the test split, defects included. The export gate holds every family to
-# 1e-4 on the held-out normal images; on defects fastflow's six exp() couplings carry float32
-# rounding further (8.8e-5 measured). efficientad, the shared fixture's family, is checked the
-# same way in test_train_export.py.
-FAMILIES = {"rd": (60, 1e-4), "fastflow": (60, 5e-4), "patchcore": (512, 1e-4), "knn": (512, 1e-4)}
+# Steps (for patchcore and knn: the bank size). ONNX Runtime vs torch on the test split, defects
+# included, is held to the parity gate's own fp32 bar: |Δ score| within 1e-3 of the threshold
+# scale (edge_ad.parity). Relative to the raw score it is not judged: a good image scoring near
+# zero turns rounding into 1e-4 relative on one BLAS and not on another.
+FAMILIES = {"rd": 60, "fastflow": 60, "patchcore": 512, "knn": 512}
 # largest |Δ map| ONNX Runtime vs torch, in raw map units (normal pixels span about 0..0.1);
 # 3e-6 to 6e-6 measured
 MAP_ATOL = 1e-4
@@ -43,18 +43,25 @@ MAP_ATOL = 1e-4
 def test_every_family_trains_exports_and_matches_torch(family, demo_root, tmp_path):
     """A few steps (a small bank) on tiny data: the bundle passes the parity gate, ONNX Runtime
     matches torch on every test image, and the model already ranks defects above good parts."""
-    steps, rtol = FAMILIES[family]
+    steps = FAMILIES[family]
     train(family, demo_root / "wood", tmp_path, size=128, steps=steps, seed=0)
     bundle = load_bundle(tmp_path / "bundle")
     assert bundle.manifest.family == family and bundle.manifest.parity["torch"].passed
     model, o_map, o_score, diff, labels = _torch_vs_engine(tmp_path, demo_root)
-    stated = f"{family}: max |Δ score| {diff['score_abs']:.2e} ({diff['score_rel']:.2e} relative), max |Δ map| {diff['map_abs']:.2e}"
+    of_scale = diff["score_abs"] / bundle.manifest.thresholds.image.scale
+    stated = (f"{family}: max |Δ score| {diff['score_abs']:.2e} ({of_scale:.2e} of the threshold scale, "
+              f"{diff['score_rel']:.2e} relative), max |Δ map| {diff['map_abs']:.2e}")
     print(stated)
-    assert diff["score_rel"] < rtol, stated
+    assert of_scale < TOLERANCES["fp32"].score, stated
     assert diff["map_abs"] < MAP_ATOL, stated
     assert o_map.shape == (len(labels), 128, 128)
+    cal = bundle.manifest.calibration
     if family in ("patchcore", "knn"):
         assert model.bank.shape[0] == steps  # bounded memory: the bank size asked for
+        # every training image scored leave-one-out joins the 8 held out in the calibration
+        assert cal.out_of_fold_count == 20 and cal.normal_count == 28
+    else:
+        assert cal.out_of_fold_count == 0 and cal.normal_count == 8
     # patchcore is the default family: held to the stricter bar
     assert roc_auc_score(labels, o_score) >= (0.9 if family == "patchcore" else 0.75)
 
@@ -84,3 +91,25 @@ def test_training_is_deterministic_with_a_seed(family, steps, demo_root, tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert ta == tb
     assert not all(torch.equal(a[k], c[k]) for k in a) and ta != tc
+
+
+def test_patchcore_scores_each_training_image_without_its_own_patches(demo_root):
+    """Leave-one-out on the memory bank: with its own patches masked, a training image scores
+    at least as high as in-fold, higher where its own vectors were its nearest, and like the
+    good images the model never saw."""
+    from export.models.base import TrainSettings, create
+    from export.train import _as_float_rgb
+
+    paths = sorted((demo_root / "wood" / "train" / "good").glob("*.png"))
+    x = _as_float_rgb(load_images(paths[:12], 64, 3))
+    unseen = _as_float_rgb(load_images(sorted((demo_root / "wood" / "test" / "good").glob("*.png")), 64, 3))
+    model = create("patchcore", size=64, bank_size=256)
+    model.fit(x, TrainSettings(size=64, steps=256, seed=0, device="cpu", backbone="lite0"))
+    model.eval().set_map_normalization(model.raw_maps(unseen))
+    with torch.no_grad():
+        in_fold = model(x)[1]
+        held_out = model(unseen)[1]
+    oof = model.out_of_fold_scores(x)
+    assert oof.shape == (12,) and bool((oof >= in_fold - 1e-6).all()) and bool((oof > in_fold + 1e-4).sum() >= 10)
+    assert model._leave_out is None  # the graph-facing module is left as it was
+    assert float(in_fold.median()) < float(held_out.median()) <= 3 * float(oof.median())

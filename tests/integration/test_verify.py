@@ -12,10 +12,10 @@ def test_verify_compares_torch_and_reduced_precision_graphs(trained_run, demo_ro
     figures = json.loads(report.read_text())
     by_name = {r["candidate"]: r for r in figures["results"]}
     torch = by_name["torch"]
-    assert torch["passed"] and torch["verdict_flips"] == 0 and torch["max_rel_score_diff"] <= 1e-4
+    assert torch["passed"] and torch["verdict_flips"] == 0 and torch["max_score_diff_of_scale"] <= 1e-3
     assert torch["auroc_reference"] is not None  # the labelled split was used
     fp16 = by_name["fp16 graph on onnxruntime-cpu"]
-    assert fp16["max_rel_score_diff"] > 0  # it really ran in half precision
+    assert fp16["max_score_diff_of_scale"] > 0  # it really ran in half precision
     assert "int8 graph on onnxruntime-cpu" in by_name
     assert "tensorrt fp16: not compared (TensorRT is not installed here" in out
     assert code == (0 if all(r["passed"] for r in figures["results"]) else 1)
