@@ -6,7 +6,7 @@ from .config import ServiceConfig
 from .engines import config_options, create_engine
 from .inspector import Inspector
 from .metrics import Metrics
-from .pipeline.results import ResultStore
+from .pipeline.results import ResultStore, new_boot_id
 from .pipeline.service import Pipeline
 from .geometry import CameraDecision, load_ignore_mask
 from .quality import QualityLimits
@@ -27,14 +27,16 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
     def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
         return create_engine(b, e.backend, **engine_options)
 
-    journal, first_seq = None, 1
+    journal, boot_id = None, new_boot_id()
+    store = ResultStore(config.results.ring_size, boot_id=boot_id)
     if config.results.journal is not None:
         from .pipeline.journal import Journal
 
         r = config.results
         journal = Journal(r.journal, r.journal_max_rows, r.journal_max_age_days * 86400)
-        first_seq = journal.last_seq() + 1  # numbering continues across restarts
-    store = ResultStore(config.results.ring_size, first_seq, sink=journal.append if journal else None)
+        # numbering continues past every seq ever served or reserved, across restarts
+        store = ResultStore(r.ring_size, journal.resume(boot_id), sink=journal.append,
+                            reserve=journal.reserve, boot_id=boot_id)
     q = config.quality
     limits = QualityLimits(q.min_brightness, q.max_brightness, q.max_clipped, q.min_sharpness_ratio,
                            q.frozen_s, q.frozen_delta) if q.enabled else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..decision import FAULT, OK
 
@@ -26,6 +27,7 @@ class Result:
     part_id: str | None = None
     reason: str | None = None
     latency_ms: dict = field(default_factory=dict)
+    boot_id: str = ""  # the process that numbered it: a gateway tells a restart from a gap
 
     def to_json(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
@@ -37,7 +39,7 @@ class Result:
             "score": None if self.score is None else round(self.score, 5),
             "raw_score": self.raw_score, "threshold": self.threshold, "model": self.model,
             "regions": [r.to_json() for r in self.regions], "part_id": self.part_id,
-            "reason": self.reason, "latency_ms": self.latency_ms,
+            "reason": self.reason, "latency_ms": self.latency_ms, "boot_id": self.boot_id,
         }
 
 
@@ -57,21 +59,38 @@ class Evicted(Exception):
         self.oldest_seq = oldest_seq
 
 
+def new_boot_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
 class ResultStore:
-    def __init__(self, capacity: int = 10_000, first_seq: int = 1, sink=None):
+    """Numbers results and holds the newest in a ring. With a journal, it is the journal that
+    reserves numbers (``reserve(seq) -> highest reserved``) and commits each result
+    (``sink``) before the ring, and so any poller, can see it."""
+
+    def __init__(self, capacity: int = 10_000, first_seq: int = 1, sink=None, reserve=None,
+                 boot_id: str | None = None):
         self._ring: deque[Result] = deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._next_seq = first_seq
         self._sink = sink  # e.g. Journal.append: sees every result, in seq order
+        self._reserve = reserve
+        self._reserved = first_seq - 1
+        self.boot_id = boot_id or new_boot_id()
 
     def publish(self, make) -> Result:
-        """``make(seq)`` builds the result; seq assignment and append are one atomic step."""
+        """``make(seq)`` builds the result; numbering, journaling and append are one atomic step."""
         with self._lock:
-            result = make(self._next_seq)
-            self._next_seq += 1
-            self._ring.append(result)
+            seq = self._next_seq
+            if self._reserve is not None and seq > self._reserved:
+                self._reserved = self._reserve(seq)
+            result = make(seq)
+            if result.boot_id != self.boot_id:
+                result = replace(result, boot_id=self.boot_id)
             if self._sink is not None:
                 self._sink(result)
+            self._next_seq += 1
+            self._ring.append(result)
         return result
 
     def oldest_available(self) -> int:

@@ -104,6 +104,8 @@ class Pipeline:
             t.join(timeout)
         if self._worker.is_alive():
             self._worker.join(timeout)
+        if self.journal is not None and not self._worker.is_alive():
+            self.journal.release(self.store.last_seq)  # nothing more will be numbered
         for part in (self.journal, self.evidence):
             if part is not None:
                 part.close()
@@ -267,7 +269,7 @@ class Pipeline:
         waited = (now - trig.received_at) * 1000
         result = self.store.publish(lambda seq: Result(
             seq, trig.camera, -1, now, now, FAULT, None, None, None, self.model_info,
-            part_id=trig.part_id,
+            part_id=trig.part_id, boot_id=self.store.boot_id,
             reason=f"trigger deadline: no frame from camera {trig.camera} within {waited:.0f} ms"))
         self.metrics.verdicts.labels(trig.camera, FAULT).inc()
         trig.future.set_result(result)
@@ -318,10 +320,11 @@ class Pipeline:
             if ins is None:  # FAULT (engine) or INVALID (quality guard): no score is invented
                 return Result(seq, cam, frame.index, frame.captured_at, time.time(), verdict, None,
                               None, None, self.model_info, reason=error, part_id=part_id,
+                              boot_id=self.store.boot_id,
                               latency_ms={"end_to_end": round(e2e_s * 1000, 2)})
             return Result(seq, cam, frame.index, frame.captured_at, time.time(), ins.verdict,
                           ins.score, ins.raw_score, ins.threshold, self.model_info, ins.regions,
-                          part_id=part_id, latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
+                          part_id=part_id, boot_id=self.store.boot_id, latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
                                       "infer": round(ins.infer_s * 1000, 2),
                                       "postprocess": round(ins.postprocess_s * 1000, 2),
                                       "end_to_end": round(e2e_s * 1000, 2)})

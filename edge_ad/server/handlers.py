@@ -82,7 +82,7 @@ async def results(request: web.Request) -> web.Response:
         body = found.to_json() if found else (journal.by_part(part_id) if journal else None)
         if body is None:
             return _error(404, f"no result for part {part_id!r} (unknown, or past retention)")
-        return web.json_response({"results": [body], "last_seq": store.last_seq})
+        return web.json_response({"results": [body], "last_seq": store.last_seq, "boot_id": store.boot_id})
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
     try:
@@ -95,7 +95,12 @@ async def results(request: web.Request) -> web.Response:
             return _error(410, "results after that seq are no longer kept; resume from oldest_seq - 1",
                           oldest_seq=oldest if oldest is not None else exc.oldest_seq)
         items = journal.after(after, limit)
-    return web.json_response({"results": items, "last_seq": store.last_seq})
+    page = {"results": items, "last_seq": store.last_seq, "boot_id": store.boot_id}
+    if journal is not None:
+        # seqs a crash reserved but never served: said, so a gateway never waits for them
+        upto = items[-1]["seq"] if len(items) == limit else store.last_seq
+        page["never_served"] = journal.gaps(after, upto)
+    return web.json_response(page)
 
 
 async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -> bytes:
@@ -196,6 +201,10 @@ async def status(request: web.Request) -> web.Response:
                     for c in pipeline.cameras.values()],
         "frames_processed": pipeline.processed,
         "last_seq": pipeline.store.last_seq,
+        "boot_id": pipeline.store.boot_id,
+        "journal": None if pipeline.journal is None else {
+            "written": pipeline.journal.written, "failed_writes": pipeline.journal.failed_writes,
+            "error": pipeline.journal.last_error},
     })
 
 

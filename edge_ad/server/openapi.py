@@ -33,11 +33,16 @@ class Result(BaseModel):
     reason: str | None
     latency_ms: dict[str, float]
     stale: bool | None = Field(None, description="on /v1/result: true when it no longer stands for the line")
+    boot_id: str = Field(description="the service process that numbered it; a new one after each restart")
 
 
 class ResultsPage(BaseModel):
     results: list[Result]
     last_seq: int
+    boot_id: str = Field(description="this process's boot id")
+    never_served: list[list[int]] | None = Field(
+        None, description="with a journal: [first, last] seq ranges within the page's span that a "
+                          "restart skipped (reserved, never served); no result will ever carry them")
 
 
 class Error(BaseModel):
