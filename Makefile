@@ -13,6 +13,7 @@ SOURCE   ?= file://$(abspath $(DATA))/video/$(CATEGORY)_line.avi?loop=1
 run: $(RUN_DIR)/.complete
 	@echo "edge-ad: serving on http://127.0.0.1:$(PORT)  (dashboard /, API /v1/result, metrics /metrics; Ctrl-C stops)"
 	@[ -n "$$EDGE_AD_TOKEN" ] || echo "edge-ad: control endpoints are off; to enable them: EDGE_AD_TOKEN=\$$(openssl rand -hex 24) make run"
+	@[ -n "$$EDGE_AD_LINE_TOKEN" ] || echo "edge-ad: line endpoints (trigger, push, infer) are open to anyone on the port; to require a token: EDGE_AD_LINE_TOKEN=\$$(openssl rand -hex 24) make run"
 	$(BIN)/edge-ad serve --model $(RUN_DIR)/bundle --source "$(SOURCE)" --port $(PORT) --journal var/journal.sqlite --evidence var/evidence
 
 install: $(VENV)/.installed-run

@@ -226,5 +226,8 @@ def save_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:
     with os.fdopen(fd, "w") as fh:
         fh.write(manifest.model_dump_json(indent=2))
         fh.write("\n")
+        # mkstemp makes 0600: after a root `cp -r` (the deploy steps) the service's own user
+        # could not read the manifest. A bundle holds nothing secret.
+        os.fchmod(fh.fileno(), 0o644)
     os.replace(tmp, target)
     return target

@@ -1,6 +1,6 @@
 """Service configuration: one YAML file, strict pydantic (unknown keys are errors), every field
 described and bounded. Environment overrides are applied here and nowhere else:
-``EDGE_AD_MODEL``, ``EDGE_AD_HOST``, ``EDGE_AD_PORT``, ``EDGE_AD_TOKEN``, ``EDGE_AD_SOURCE``
+``EDGE_AD_MODEL``, ``EDGE_AD_HOST``, ``EDGE_AD_PORT``, ``EDGE_AD_TOKEN``, ``EDGE_AD_LINE_TOKEN``, ``EDGE_AD_SOURCE``
 (replaces the cameras with one camera ``cam0``).
 """
 from __future__ import annotations
@@ -99,8 +99,12 @@ class SecurityConfig(_Strict):
     token: str | None = Field(None, min_length=16, max_length=256,
                               description="bearer token for control endpoints (PUT/POST); without one they "
                                           "answer 401. Prefer the EDGE_AD_TOKEN environment variable")
-    protect_reads: bool = Field(False, description="require the token for read endpoints too "
-                                                   "(/healthz and /readyz stay open for orchestrators)")
+    line_token: str | None = Field(None, min_length=16, max_length=256,
+                                   description="bearer token for the line routes (trigger, push, infer); "
+                                               "the control token is accepted there too. Without one they "
+                                               "follow protect_reads. Prefer EDGE_AD_LINE_TOKEN")
+    protect_reads: bool = Field(False, description="require a token (control or line) for read endpoints "
+                                                   "too (/healthz and /readyz stay open for orchestrators)")
 
 
 class ServiceConfig(_Strict):
@@ -134,6 +138,8 @@ def _env_overrides(raw: dict) -> dict:
             raw.setdefault("server", {})[field] = env[key]
     if "EDGE_AD_TOKEN" in env:
         raw.setdefault("security", {})["token"] = env["EDGE_AD_TOKEN"]
+    if "EDGE_AD_LINE_TOKEN" in env:
+        raw.setdefault("security", {})["line_token"] = env["EDGE_AD_LINE_TOKEN"]
     return raw
 
 

@@ -19,7 +19,10 @@ def decode_image(data: bytes, source: str = "image") -> np.ndarray:
     """Encoded bytes → RGB uint8 (H, W, 3). Raises ImageError for anything undecodable."""
     if not data:
         raise ImageError(f"{source}: empty file")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV raises, not returns None, on some malformed headers
+        raise ImageError(f"{source}: not a readable image ({exc.err or 'decoder error'})") from None
     if img is None:
         raise ImageError(f"{source}: not a readable image (corrupt, truncated or unsupported format)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -62,6 +65,11 @@ def image_header(data: bytes) -> tuple[str, int, int]:
     if data[:2] == b"BM":
         if len(data) < 26:
             raise ImageError("BMP header is truncated")
+        dib = int.from_bytes(data[14:18], "little")
+        if dib == 12:  # OS/2 BITMAPCOREHEADER: unsigned 16-bit width and height
+            return "bmp", int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+        if dib not in (40, 52, 56, 64, 108, 124):
+            raise ImageError(f"BMP header of {dib} bytes is not one of the known kinds")
         width = int.from_bytes(data[18:22], "little", signed=True)
         height = int.from_bytes(data[22:26], "little", signed=True)
         return "bmp", abs(width), abs(height)  # negative height = top-down rows

@@ -73,3 +73,6 @@ class Metrics:
         self.evidence_bytes = Gauge("edge_ad_evidence_bytes", "Disk used by the evidence store", registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)
+        self.requests_refused = Counter("edge_ad_requests_refused",
+                                        "Requests refused to protect the line (429), by reason",
+                                        ["reason"], registry=r)

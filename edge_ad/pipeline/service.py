@@ -33,7 +33,12 @@ from .slot import LatestFrameSlot
 from .triggers import Trigger, TriggerBook
 
 log = logging.getLogger(__name__)
+MAX_PENDING_INSPECTIONS = 4  # uploaded images waiting for the engine; beyond: RequestsFull (429)
 STALL_S = 1.0  # no frame for this long (or 3 frame periods, if longer) = the camera stalled
+
+
+class RequestsFull(Exception):
+    """The engine's queue of uploaded images is full: the line comes first."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,10 @@ class Pipeline:
         self.frozen = {n: FrozenDetector(quality) for n in sources
                        if n not in self.event_driven} if quality else {}
         self.triggers = TriggerBook(sources)
-        self._requests: deque[tuple[str, tuple]] = deque()  # served by the worker before frames
+        # control jobs (reload) are served first; uploaded images alternate with line frames
+        self._requests: deque[tuple[str, tuple]] = deque()
+        self._inspections: deque[tuple[str, tuple]] = deque()
+        self._frames_next = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,8 +169,15 @@ class Pipeline:
         return future
 
     def submit(self, frame_rgb: np.ndarray) -> Future:
-        """Inspect one uploaded image between line frames; resolves to an Inspection."""
-        return self._request("inspect", frame_rgb)
+        """Inspect one uploaded image between line frames; resolves to an Inspection. Raises
+        RequestsFull when ``MAX_PENDING_INSPECTIONS`` already wait."""
+        future: Future = Future()
+        with self._wakeup:
+            if len(self._inspections) >= MAX_PENDING_INSPECTIONS:
+                raise RequestsFull(f"{len(self._inspections)} uploaded images waiting for the engine")
+            self._inspections.append(("inspect", (frame_rgb, future)))
+            self._wakeup.notify_all()
+        return future
 
     def reload(self, bundle_path: str | Path) -> Future:
         """Load, activate and warm up another bundle, then swap it in; the old one keeps serving
@@ -178,19 +193,28 @@ class Pipeline:
 
     # -- the worker --------------------------------------------------------------------------
     def _next_job(self):
-        """A request, a batch of frames, or None when it is time to look at trigger deadlines."""
+        """A control job, a batch of frames or an uploaded image, or None when it is time to
+        look at trigger deadlines. Uploads and frames take turns whenever both wait, so a frame
+        waits for at most one upload's inspection: requests get the engine time the line leaves."""
         with self._wakeup:
             if self._stop.is_set():
                 return None
             if self._requests:
                 return self._requests.popleft()
+            if self._inspections and not (self._frames_next and self._frames_waiting()):
+                self._frames_next = True
+                return self._inspections.popleft()
             frames = [f for f in (s.take() for s in self.slots.values()) if f is not None]
             if frames:
+                self._frames_next = False
                 return "frames", frames[: self.batch_size]
             deadline = self.triggers.next_deadline()
             wait = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.time()))
             self._wakeup.wait(wait)
         return None
+
+    def _frames_waiting(self) -> bool:
+        return any(s.depth for s in self.slots.values())
 
     def _work(self) -> None:
         try:

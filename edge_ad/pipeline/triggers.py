@@ -21,14 +21,25 @@ class Trigger:
     future: Future = field(default_factory=Future)
 
 
+MAX_PENDING = 16  # per camera: a PLC has one or two parts in flight, not dozens
+
+
+class TriggersFull(Exception):
+    """A camera already has ``MAX_PENDING`` triggers waiting for frames."""
+
+
 class TriggerBook:
-    def __init__(self, cameras):
+    def __init__(self, cameras, max_pending: int = MAX_PENDING):
         self._pending: dict[str, deque[Trigger]] = {c: deque() for c in cameras}
         self._lock = threading.Lock()
+        self.max_pending = max_pending
 
     def add(self, trigger: Trigger) -> Future:
         with self._lock:
-            self._pending[trigger.camera].append(trigger)
+            queue = self._pending[trigger.camera]
+            if len(queue) >= self.max_pending:
+                raise TriggersFull(f"camera {trigger.camera} has {len(queue)} triggers waiting for frames")
+            queue.append(trigger)
         return trigger.future
 
     def match(self, camera: str, captured_at: float) -> Trigger | None:
@@ -40,14 +51,18 @@ class TriggerBook:
         return None
 
     def expired(self, now: float) -> list[Trigger]:
+        """Every trigger past its deadline, wherever it waits: deadlines differ, so one with a
+        short deadline queued behind a long one must not wait for it (it did: 300 ms answered
+        after 4905 ms)."""
         out = []
         with self._lock:
-            for queue in self._pending.values():
-                while queue and queue[0].deadline <= now:
-                    out.append(queue.popleft())
+            for camera, queue in self._pending.items():
+                if any(t.deadline <= now for t in queue):
+                    out += [t for t in queue if t.deadline <= now]
+                    self._pending[camera] = deque(t for t in queue if t.deadline > now)
         return out
 
     def next_deadline(self) -> float | None:
         with self._lock:
-            heads = [q[0].deadline for q in self._pending.values() if q]
-        return min(heads) if heads else None
+            deadlines = [t.deadline for q in self._pending.values() for t in q]
+        return min(deadlines) if deadlines else None

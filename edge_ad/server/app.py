@@ -12,9 +12,13 @@ from ..pipeline.service import Pipeline
 from ..telemetry import TegrastatsThread
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS
+from .admission import Admission
+from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS, UPLOADS
 
 log = logging.getLogger(__name__)
+# Uploads read, decoded and inspected at once, and waiting: on 2 cores two decodes already fill
+# the machine; the queue absorbs a burst from one client without a 429.
+UPLOAD_SLOTS, UPLOAD_QUEUE = 2, 6
 
 
 @web.middleware
@@ -58,6 +62,7 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     app[CONFIG] = server
     app[STREAMS] = {"n": 0}
     app[PUSH_LOCKS] = {}
+    app[UPLOADS] = Admission(UPLOAD_SLOTS, UPLOAD_QUEUE)
     app[PLATFORM] = detect_platform().to_json()
 
     if manage_pipeline:

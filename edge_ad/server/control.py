@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..bundle import Normalization, Thresholds, save_manifest
+from .auth import ROLE
 from .bodies import parse
 from .keys import PIPELINE
+
+log = logging.getLogger(__name__)
 
 
 class ThresholdUpdate(BaseModel):
@@ -52,6 +56,8 @@ async def put_threshold(request: web.Request) -> web.Response:
         "calibration": before.calibration.model_copy(update={"method": "manual"})})
     # One reference swap: the worker reads the manifest once per batch, so the next frame uses it.
     inspector.manifest = after
+    log.warning("threshold changed %.6g -> %.6g by %s from %s (persist=%s)", before.thresholds.image.threshold,
+                after.thresholds.image.threshold, request.get(ROLE) or "anonymous", request.remote, update.persist)
     persisted = False
     if update.persist and pipeline.bundle_path is not None:
         await asyncio.get_running_loop().run_in_executor(None, save_manifest, pipeline.bundle_path, after)
@@ -73,6 +79,7 @@ async def reload_model(request: web.Request) -> web.Response:
     if path is None:
         return web.json_response({"error": "no bundle path: give {\"path\": ...}"}, status=400)
     before = dict(pipeline.model_info)
+    log.warning("model reload of %s asked by %s from %s", path, request.get(ROLE) or "anonymous", request.remote)
     try:
         loaded = await asyncio.wait_for(asyncio.wrap_future(pipeline.reload(path)), 300)
     except Exception as exc:  # rolled back: the old engine never stopped serving

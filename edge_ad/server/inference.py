@@ -12,8 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ImageError, SourceError
 from ..imageio import decode_image, image_header
 from ..overlay import encode_png, heatmap_rgb
-from .bodies import parse
-from .keys import CONFIG, PIPELINE, PUSH_LOCKS
+from ..pipeline.service import RequestsFull
+from ..pipeline.triggers import TriggersFull
+from .admission import Busy, too_busy
+from .bodies import parse, read_limited
+from .keys import CONFIG, METRICS, PIPELINE, PUSH_LOCKS, UPLOADS
 
 INFER_TIMEOUT_S = 30.0
 
@@ -24,8 +27,12 @@ def _error(status: int, message: str, **extra) -> web.Response:
 
 async def _uploaded_image(request: web.Request, server) -> tuple[np.ndarray, int, int] | web.Response:
     """The body as an RGB image, or the error answer. Format and declared size are judged from
-    the header before anything is decoded, so a decompression bomb costs nothing."""
-    data = await request.read()
+    the header before anything is decoded, so a decompression bomb costs nothing; decoding runs
+    in a worker thread, never on the event loop (a legal 6000x6000 PNG held every poll 2.4 s)."""
+    limit = int(server.max_body_mb * 1024 * 1024)
+    data = await read_limited(request, limit)
+    if len(data) > limit:  # sent chunked, without a length the middleware could refuse up front
+        return _error(413, f"body is over the {limit}-byte limit (server.max_body_mb)")
     try:
         fmt, width, height = image_header(data)
     except ImageError as exc:
@@ -35,11 +42,31 @@ async def _uploaded_image(request: web.Request, server) -> tuple[np.ndarray, int
         return _error(413, f"image declares {width}x{height} pixels; the limit is "
                            f"{server.max_image_pixels} (server.max_image_pixels)")
     try:
-        return decode_image(data, f"uploaded {fmt}"), width, height
+        image = await asyncio.get_running_loop().run_in_executor(None, decode_image, data, f"uploaded {fmt}")
     except ImageError as exc:
         return _error(400, str(exc))
+    if image.shape[1] != width or image.shape[0] != height:  # the header lied about the size
+        return _error(400, f"uploaded {fmt} decodes to {image.shape[1]}x{image.shape[0]}, "
+                           f"not the {width}x{height} its header declares")
+    return image, width, height
 
 
+def admitted(handler):
+    """Run ``handler`` within the uploads' admission (a few at once, a short queue, 429 beyond),
+    so that no number of clients can buffer unbounded bodies or take the engine from the line."""
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            async with request.app[UPLOADS]:
+                return await handler(request)
+        except Busy:
+            request.app[METRICS].requests_refused.labels("uploads_busy").inc()
+            return too_busy("uploads")
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+@admitted
 async def infer(request: web.Request) -> web.Response:
     pipeline, server = request.app[PIPELINE], request.app[CONFIG]
     if not pipeline.engine_ready.is_set():
@@ -50,6 +77,9 @@ async def infer(request: web.Request) -> web.Response:
     frame, width, height = upload
     try:
         ins = await asyncio.wait_for(asyncio.wrap_future(pipeline.submit(frame)), INFER_TIMEOUT_S)
+    except RequestsFull as exc:
+        request.app[METRICS].requests_refused.labels("engine_queue_full").inc()
+        return too_busy(str(exc))
     except asyncio.TimeoutError:
         return _error(503, "inspection did not finish in time")
     except Exception as exc:
@@ -85,7 +115,11 @@ async def trigger(request: web.Request) -> web.Response:
         return _error(503, pipeline.engine_error or "engine not loaded yet", verdict="FAULT",
                       part_id=req.part_id)
     timeout_s = (req.timeout_ms or server.trigger_timeout_ms) / 1000
-    future = pipeline.trigger(camera, req.part_id, timeout_s)
+    try:
+        future = pipeline.trigger(camera, req.part_id, timeout_s)
+    except TriggersFull as exc:
+        request.app[METRICS].requests_refused.labels("triggers_full").inc()
+        return too_busy(str(exc))
     # The worker answers by the deadline (a FAULT result if no frame came); the margin covers a
     # worker busy with one inspection when the deadline passes.
     try:
@@ -96,6 +130,7 @@ async def trigger(request: web.Request) -> web.Response:
     return web.json_response(result.to_json())
 
 
+@admitted
 async def push(request: web.Request) -> web.Response:
     """An image for a ``push://`` camera: it goes through that camera's whole pipeline and its
     result (journaled, with the part id) is the answer. Posts to one camera are served in order,
@@ -121,7 +156,11 @@ async def push(request: web.Request) -> web.Response:
     frame = upload[0]
     timeout_s = server.trigger_timeout_ms / 1000
     async with request.app[PUSH_LOCKS].setdefault(camera, asyncio.Lock()):
-        future = pipeline.trigger(camera, part_id, timeout_s)
+        try:
+            future = pipeline.trigger(camera, part_id, timeout_s)
+        except TriggersFull as exc:
+            request.app[METRICS].requests_refused.labels("triggers_full").inc()
+            return too_busy(str(exc))
         try:
             pipeline.sources[camera].push(frame)
         except SourceError as exc:  # the deadline answers the trigger with a FAULT result

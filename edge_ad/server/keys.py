@@ -11,4 +11,5 @@ FRAME_CACHE = web.AppKey("frame_cache", dict)  # (camera, overlay) -> (seq, jpeg
 CONFIG = web.AppKey("server_config", ServerConfig)
 STREAMS = web.AppKey("stream_viewers", dict)
 PUSH_LOCKS = web.AppKey("push_locks", dict)  # camera -> asyncio.Lock: one posted image in flight
+UPLOADS = web.AppKey("uploads", object)  # admission.Admission of uploads (read, decode, inspect)
 PLATFORM = web.AppKey("platform", dict)  # edge_ad.platform.detect(), read once at start

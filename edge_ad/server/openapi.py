@@ -89,6 +89,11 @@ def _query(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+IMAGE_BODY = {t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "image/bmp")}
+LINE_AUTH = {"401": _err("line token required (security.line_token set)"),
+             "429": _err("busy, or too many failed authentications")}
+CONTROL_AUTH = {"401": _err("control token required"), "403": _err("the line token is not enough"),
+                "429": _err("too many failed authentications")}
 CAMERA = _query("camera", {"type": "string"}, "camera name (default: the first)")
 BEARER = [{"bearer": []}]
 
@@ -136,36 +141,40 @@ def build_spec() -> dict:
         "/v1/infer": {"post": {
             "summary": "Score an uploaded JPEG/PNG/BMP",
             "parameters": [_query("map", {"type": "string", "enum": ["png"]}, "add the anomaly map")],
-            "requestBody": {"required": True, "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}},
+            "requestBody": {"required": True, "content": IMAGE_BODY},
             "responses": {"200": _json(InferResult, "result"), "400": _err("malformed image"),
-                          "413": _err("body or declared pixels over the limit"),
-                          "415": _err("not JPEG, PNG or BMP"), "503": _err("engine not ready")}}},
+                          **LINE_AUTH, "413": _err("body or declared pixels over the limit"),
+                          "415": _err("not JPEG, PNG or BMP"), "429": _err("too many uploads in flight"),
+                          "503": _err("engine not ready")}}},
         "/v1/trigger": {"post": {
             "summary": "Inspect the first frame captured after now, for a part",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(TriggerRequest)}}},
             "responses": {"200": _json(Result, "the part's result (FAULT at the deadline without a frame)"),
-                          "400": _err("bad body"), "404": _err("unknown camera"), "503": _err("engine not ready")}}},
+                          "400": _err("bad body"), **LINE_AUTH, "404": _err("unknown camera"),
+                          "413": _err("body over 64 KiB"), "415": _err("not application/json"),
+                          "429": _err("too many triggers waiting"), "503": _err("engine not ready")}}},
         "/v1/push": {"post": {
             "summary": "An image for a push:// camera: inspected through its pipeline, the result answers",
             "parameters": [_query("camera", {"type": "string"}, "a push:// camera (default: the first)"),
                            _query("part_id", {"type": "string", "maxLength": 128}, "the part's id")],
-            "requestBody": {"required": True, "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}},
+            "requestBody": {"required": True, "content": IMAGE_BODY},
             "responses": {"200": _json(Result, "the image's result"), "400": _err("malformed image"),
-                          "404": _err("unknown camera"), "409": _err("not a push:// camera"),
+                          **LINE_AUTH, "404": _err("unknown camera"), "409": _err("not a push:// camera"),
                           "413": _err("body or declared pixels over the limit"),
-                          "415": _err("not JPEG, PNG or BMP"), "503": _err("engine not ready")}}},
+                          "415": _err("not JPEG, PNG or BMP"), "429": _err("too many uploads in flight"),
+                          "503": _err("engine not ready")}}},
         "/v1/config/threshold": {"put": {
             "summary": "Move the threshold (next frame on; persisted)", "security": BEARER,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ThresholdUpdate)}}},
             "responses": {"200": {"description": "new threshold", "content": {"application/json": {
-                "schema": {"type": "object"}}}}, "400": _err("bad body"), "401": _err("token required")}}},
+                "schema": {"type": "object"}}}}, "400": _err("bad body"), **CONTROL_AUTH,
+                "413": _err("body over 64 KiB"), "415": _err("not application/json")}}},
         "/v1/model/reload": {"post": {
             "summary": "Load another bundle; swap after warm-up, keep the old one on failure", "security": BEARER,
             "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(ReloadRequest)}}},
             "responses": {"200": {"description": "loaded", "content": {"application/json": {
-                "schema": {"type": "object"}}}}, "400": _err("bad body"), "401": _err("token required"),
+                "schema": {"type": "object"}}}}, "400": _err("bad body"), **CONTROL_AUTH,
+                "413": _err("body over 64 KiB"), "415": _err("not application/json"),
                 "422": _err("reload failed; previous model still serving")}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive", "content": {
             "application/json": {"schema": {"type": "object"}}}}}}},

@@ -19,7 +19,7 @@ from .helpers import get, get_json, send, wait_for
 TOKEN = "another-test-token-0123456789"
 
 
-def post(url, data=b"", token=None, content_type="application/octet-stream"):
+def post(url, data=b"", token=None, content_type="image/png"):
     return send("POST", url, data, token, content_type)
 
 
@@ -61,7 +61,7 @@ def test_infer_rejects_bad_images_without_5xx(service, demo_root):
     assert post(url, b"")[0] == 415
     # a declared body over the limit is refused before it is read
     with socket.create_connection(("127.0.0.1", srv.port)) as s:
-        s.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        s.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 50000000\r\n\r\n")
         assert s.recv(200).startswith(b"HTTP/1.1 413")
 
 
@@ -93,7 +93,7 @@ def test_reload_swaps_the_model_and_rolls_back_on_failure(service, bundle_dir, t
     raw["version"] = "2"
     (second / "manifest.json").write_text(json.dumps(raw))
     url = srv.url + "/v1/model/reload"
-    assert post(url, json.dumps({"path": str(second)}).encode())[0] == 401
+    assert post(url, json.dumps({"path": str(second)}).encode(), None, "application/json")[0] == 401
     status, body = post(url, json.dumps({"path": str(second)}).encode(), TOKEN, "application/json")
     assert status == 200 and body["loaded"]["version"] == "2" and body["previous"]["version"] == "1"
     wait_for(lambda: get_json(srv.url + "/v1/result")[1].get("model", {}).get("version") == "2")

@@ -57,7 +57,7 @@ def test_import_without_defects_keeps_anomalibs_threshold_and_serves(demo_root, 
     srv = live_server(make_app(build_pipeline(config, metrics), metrics))
     wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
     hole = sorted((demo_root / "wood/test/hole").glob("*.png"))[0].read_bytes()
-    status, body = send("POST", srv.url + "/v1/infer", hole, content_type="application/octet-stream")
+    status, body = send("POST", srv.url + "/v1/infer", hole, content_type="image/png")
     assert status == 200 and body["verdict"] == "NG" and body["model"]["family"] == "anomalib"
     assert b'edge_ad_frames_processed_total{camera="cam0"}' in get(srv.url + "/metrics")[1]
 

@@ -30,11 +30,11 @@ def _image(demo_root, kind: str) -> bytes:
 
 def test_posted_images_are_inspected_and_journaled_with_their_part_id(server, demo_root):
     status, good = send("POST", server.url + "/v1/push?camera=rig&part_id=P-1", _image(demo_root, "good"),
-                        content_type="application/octet-stream")
+                        content_type="image/png")
     assert status == 200, good
     assert good["camera"] == "rig" and good["part_id"] == "P-1" and good["verdict"] == "OK"
     status, bad = send("POST", server.url + "/v1/push?part_id=P-2", _image(demo_root, "hole"),
-                       content_type="application/octet-stream")  # the first push camera by default
+                       content_type="image/png")  # the first push camera by default
     assert status == 200 and bad["verdict"] == "NG" and bad["seq"] > good["seq"]
     status, page = get_json(server.url + "/v1/results?part_id=P-2")
     assert status == 200 and page["results"][0]["seq"] == bad["seq"]
@@ -48,7 +48,7 @@ def test_concurrent_posts_are_all_answered_none_dropped(server, demo_root):
 
     def post(i):
         answers[i] = send("POST", server.url + f"/v1/push?camera=rig&part_id=C-{i}", image,
-                          content_type="application/octet-stream")
+                          content_type="image/png")
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(6)]
     for t in threads:
@@ -61,7 +61,7 @@ def test_concurrent_posts_are_all_answered_none_dropped(server, demo_root):
 
 
 def test_bad_posts_get_clear_errors(server, demo_root):
-    octet = "application/octet-stream"
+    octet = "image/png"  # the server judges the format from the bytes, the type only from the header
     status, body = send("POST", server.url + "/v1/push?camera=line", _image(demo_root, "good"), content_type=octet)
     assert status == 409 and "only push:// cameras" in body["error"]
     status, body = send("POST", server.url + "/v1/push?camera=nope", b"x", content_type=octet)
