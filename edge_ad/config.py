@@ -107,8 +107,14 @@ class SecurityConfig(_Strict):
                                                    "too (/healthz and /readyz stay open for orchestrators)")
 
 
+class ModelsConfig(_Strict):
+    root: Path | None = Field(None, description="POST /v1/model/reload loads only bundles under this "
+                                                "directory; default: the directory that holds `model`")
+
+
 class ServiceConfig(_Strict):
     model: Path = Field(description="model bundle directory")
+    models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
@@ -174,8 +180,11 @@ def load_config(path: str | Path) -> ServiceConfig:
     evidence = config.evidence
     if evidence.path is not None and not evidence.path.is_absolute():
         evidence = evidence.model_copy(update={"path": (base / evidence.path).resolve()})
+    models = config.models
+    if models.root is not None and not models.root.is_absolute():
+        models = models.model_copy(update={"root": (base / models.root).resolve()})
     return config.model_copy(update={"model": model, "cameras": cameras, "results": results,
-                                     "evidence": evidence})
+                                     "evidence": evidence, "models": models})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

@@ -55,4 +55,5 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
                     decisions=decisions,
                     journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
-                    drift=config.drift.model_dump(), engine_factory=engine_factory)
+                    drift=config.drift.model_dump(), engine_factory=engine_factory,
+                    model_root=config.models.root or config.model.parent)

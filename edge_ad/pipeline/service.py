@@ -26,6 +26,7 @@ from ..geometry import CameraDecision
 from ..inspector import Inspection, Inspector
 from ..quality import FrozenDetector, QualityLimits, measure, problem
 from ..metrics import Metrics
+from ..model_root import confined_bundle
 from ..sources.base import Frame, Source
 from .capture import CameraState, CaptureThread
 from .results import Result, ResultStore
@@ -56,9 +57,10 @@ class Pipeline:
                  drift: dict | None = None,
                  engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None,
                  quality: QualityLimits | None = None, evidence=None,
-                 decisions: dict[str, CameraDecision] | None = None):
+                 decisions: dict[str, CameraDecision] | None = None, model_root: Path | None = None):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
+        self.model_root = model_root  # reload loads only bundles under it (None: anywhere, tests)
         self.batch_size = batch_size
         self.stale_periods = stale_periods
         self._stop = threading.Event()
@@ -267,6 +269,8 @@ class Pipeline:
 
     def _reload(self, bundle_path: Path, future: Future) -> None:
         try:
+            if self.model_root is not None:
+                bundle_path = confined_bundle(bundle_path, self.model_root)
             bundle = load_bundle(bundle_path)
             engine = self.engine_factory(bundle)
             engine.activate()  # loads and warms up before anything is swapped

@@ -88,6 +88,7 @@ def test_trigger_without_a_frame_is_a_fault_at_its_deadline(service, tmp_path):
 
 def test_reload_swaps_the_model_and_rolls_back_on_failure(service, bundle_dir, tmp_path):
     srv, pipeline = service()
+    pipeline.model_root = tmp_path  # as models.root would
     second = shutil.copytree(bundle_dir, tmp_path / "v2")
     raw = json.loads((second / "manifest.json").read_text())
     raw["version"] = "2"
@@ -104,6 +105,28 @@ def test_reload_swaps_the_model_and_rolls_back_on_failure(service, bundle_dir, t
     assert status == 422 and "still serving" in body["error"] and body["serving"]["version"] == "2"
     seq = pipeline.store.last_seq
     wait_for(lambda: pipeline.store.last_seq > seq + 2)  # still inspecting
+
+
+def test_reload_loads_only_bundles_under_the_model_root(service, bundle_dir, tmp_path):
+    """The audit loaded any directory, including a bundle whose model.onnx linked to a file
+    elsewhere, and its errors told which directories exist."""
+    srv, pipeline = service()
+    root = tmp_path / "models"
+    inside = shutil.copytree(bundle_dir, root / "v2")
+    pipeline.model_root = root
+    outside = shutil.copytree(bundle_dir, tmp_path / "elsewhere")
+    linked = shutil.copytree(bundle_dir, root / "linked")
+    (linked / "model.onnx").unlink()
+    (linked / "model.onnx").symlink_to(outside / "model.onnx")
+    url = srv.url + "/v1/model/reload"
+    answers = []
+    for path in (str(outside), str(linked), str(root / "nope"), "../elsewhere", "/etc"):
+        status, body = post(url, json.dumps({"path": path}).encode(), TOKEN, "application/json")
+        answers.append(body["error"])
+        assert status == 422 and pipeline.model_info["version"] == "1", (path, body)
+    assert len(set(answers)) == 1 and "/etc" not in answers[0]  # one text for every refusal
+    status, body = post(url, json.dumps({"path": "v2"}).encode(), TOKEN, "application/json")
+    assert status == 200 and pipeline.bundle_path == inside  # relative to the root, and inside it
 
 
 def test_mjpeg_stream_sends_jpeg_parts_and_limits_viewers(service):
