@@ -48,6 +48,8 @@ class EngineConfig(_Strict):
     dla_core: int | None = Field(None, ge=0, le=3, description="tensorrt: run on this DLA core (Jetson Orin/Xavier)")
     build_missing: bool = Field(False, description="tensorrt: build the engine at start when none fits this "
                                                    "device (minutes), instead of refusing to start")
+    hang_timeout_s: float = Field(10.0, ge=0.5, le=600, description="an engine call longer than this is "
+                                  "a hang: its frames are answered FAULT and a fresh engine is loaded")
 
 
 class ServerConfig(_Strict):
@@ -59,6 +61,8 @@ class ServerConfig(_Strict):
     stream_max_clients: int = Field(4, ge=0, le=64, description="concurrent /v1/stream.mjpg viewers")
     stream_max_fps: float = Field(10.0, gt=0, le=60, description="frame rate cap of /v1/stream.mjpg")
     trigger_timeout_ms: int = Field(2000, ge=10, le=60_000, description="default deadline of POST /v1/trigger")
+    header_timeout_s: float = Field(10.0, ge=0.5, le=10.0, description="a connection whose request headers "
+                                    "are not complete within this is closed (slow clients)")
 
 
 class ResultsConfig(_Strict):

@@ -37,6 +37,11 @@ class Metrics:
         self.engine = Info("edge_ad_engine", "Engine backend and provider in use", registry=r)
         self.engine_errors = Counter("edge_ad_engine_errors", "Engine failures (results FAULT)",
                                      registry=r)
+        self.model_load_failures = Counter("edge_ad_model_load_failures",
+                                           "Attempts to load the model at start that failed (served not-ready)",
+                                           registry=r)
+        self.engine_hangs = Counter("edge_ad_engine_hangs", "Engine calls that hung past engine.hang_timeout_s "
+                                    "(the worker was abandoned and a fresh engine loaded)", registry=r)
         self.camera_up = Gauge("edge_ad_camera_up", "1 while the source delivers frames",
                                ["camera"], registry=r)
         self.reconnects = Counter("edge_ad_camera_reconnects", "Source reopen attempts",

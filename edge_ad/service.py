@@ -17,10 +17,12 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
     """Everything that can be checked without running is checked here, so a bad bundle or an
     unknown source scheme fails at start with one clear line."""
     metrics = metrics or Metrics()
+    # sources first: a bad URI is a configuration error (exit), a bad model is not (serve
+    # not-ready and retry, see commands/serve.py)
+    sources = {cam.name: open_source(cam.source) for cam in config.cameras}
     bundle = load_bundle(config.model)
     e, engine_options = config.engine, config_options(config.engine)
     engine = create_engine(bundle, e.backend, **engine_options)
-    sources = {cam.name: open_source(cam.source) for cam in config.cameras}
     m = bundle.manifest
     metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
                         "onnx_sha256": m.provenance.onnx_sha256[:16]})
@@ -56,4 +58,5 @@ def build_pipeline(config: ServiceConfig, metrics: Metrics | None = None) -> Pip
                     journal=journal, batch_size=config.engine.batch_size,
                     stale_periods=config.results.stale_periods, bundle_path=bundle.path,
                     drift=config.drift.model_dump(), engine_factory=engine_factory,
-                    model_root=config.models.root or config.model.parent)
+                    model_root=config.models.root or config.model.parent,
+                    hang_timeout_s=config.engine.hang_timeout_s)

@@ -37,18 +37,20 @@ class LiveServer:
     """A real aiohttp server on a loopback port, run on its own event loop thread."""
 
     def __init__(self, app):
-        from aiohttp import web
+        from edge_ad.server.slow_clients import guarded_runner
 
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app)
+        self.runner = guarded_runner(app)  # the runner edge-ad serve uses
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(web), self.loop).result(30)
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
 
-    async def _start(self, web):
+    async def _start(self):
+        from aiohttp import web
+
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 

@@ -1,18 +1,34 @@
-"""``edge-ad serve``: the service on the embedded aiohttp server."""
+"""``edge-ad serve``: the service on the embedded aiohttp server.
+
+Start: a model that cannot be loaded (corrupt, missing, an engine that fails) leaves the process
+alive and not ready, saying why (server/degraded.py), and loading is retried every
+``MODEL_RETRY_S``; a configuration error still exits at once with one line.
+Stop (SIGTERM or SIGINT): /readyz answers 503 at once, requests in flight get up to ``DRAIN_S``
+to finish, then the listener closes and the pipeline stops (the journal gives back its unused
+reserved numbers)."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
+import time
 
 from aiohttp import web
 
 from ..config import build_config, load_config
-from ..errors import ConfigError
+from ..errors import BundleError, ConfigError
 from ..metrics import Metrics
 from ..server.app import make_app
+from ..server.degraded import REASON, make_degraded_app
+from ..server.keys import DRAIN
+from ..server.slow_clients import guarded_runner
 from ..service import build_pipeline
 
 log = logging.getLogger("edge_ad.serve")
+MODEL_RETRY_S = 30.0
+DRAIN_S = 5.0  # at most, for requests in flight
+DRAIN_MIN_S = 1.0  # at least: load balancers and probes see the 503 before the port closes
 
 
 def resolve_config(args):
@@ -40,22 +56,64 @@ def resolve_config(args):
 SWITCH_INTERVAL_S = 0.0005
 
 
-def run_serve(args) -> int:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    config = resolve_config(args)
-    metrics = Metrics()
-    pipeline = build_pipeline(config, metrics)
+async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = guarded_runner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, shutdown_timeout=DRAIN_S).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(is another edge-ad running? use --port)") from exc
+    return runner
+
+
+async def _serve(config, metrics: Metrics) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host, port = config.server.host, config.server.port
+
+    pipeline, degraded = None, None
+    while pipeline is None:
+        try:
+            pipeline = await loop.run_in_executor(None, build_pipeline, config, metrics)
+        except BundleError as exc:  # the model, not the config: alive, not ready, retrying
+            metrics.model_load_failures.inc()
+            log.error("model not loaded: %s; serving not-ready and retrying in %.0f s", exc, MODEL_RETRY_S)
+            if degraded is None:
+                degraded = await _listen(make_degraded_app(metrics, str(exc), MODEL_RETRY_S), host, port)
+            else:
+                degraded.app[REASON]["text"] = str(exc)
+            try:
+                await asyncio.wait_for(stop.wait(), MODEL_RETRY_S)
+                await degraded.cleanup()
+                return 0
+            except asyncio.TimeoutError:
+                continue
+    if degraded is not None:
+        await degraded.cleanup()
     app = make_app(pipeline, metrics, config.security, config.server)
     if not config.security.token:
         log.info("control endpoints (PUT /v1/config/threshold) are disabled until a token is set: "
                  "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")
-    host, port = config.server.host, config.server.port
+    runner = await _listen(app, host, port)
     log.info("serving %s on http://%s:%d (dashboard /, API /v1/result, metrics /metrics)",
              config.model, host, port)
-    try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None,
-                    handle_signals=True, shutdown_timeout=2.0)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-                          "(is another edge-ad running? use --port)") from exc
+    await stop.wait()
+    app[DRAIN]["since"] = time.monotonic()  # /readyz answers 503 from now on
+    log.info("stopping: draining requests in flight (at most %.0f s)", DRAIN_S)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < DRAIN_S and (app[DRAIN]["in_flight"] > 0 or time.monotonic() - t0 < DRAIN_MIN_S):
+        await asyncio.sleep(0.05)
+    await runner.cleanup()  # closes the listener, then stops the pipeline (cleanup_ctx)
     return 0
+
+
+def run_serve(args) -> int:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    config = resolve_config(args)
+    metrics = Metrics()
+    log.info("request headers must arrive within %.0f s (server.header_timeout_s)", config.server.header_timeout_s)
+    return asyncio.run(_serve(config, metrics))

@@ -30,6 +30,7 @@ from ..model_root import confined_bundle
 from ..sources.base import Frame, Source
 from .capture import CameraState, CaptureThread
 from .results import Result, ResultStore
+from .supervisor import Supervisor
 from .slot import LatestFrameSlot
 from .triggers import Trigger, TriggerBook
 
@@ -57,7 +58,8 @@ class Pipeline:
                  drift: dict | None = None,
                  engine_factory: Callable[[Bundle], Engine] = create_engine, journal=None,
                  quality: QualityLimits | None = None, evidence=None,
-                 decisions: dict[str, CameraDecision] | None = None, model_root: Path | None = None):
+                 decisions: dict[str, CameraDecision] | None = None, model_root: Path | None = None,
+                 hang_timeout_s: float = 10.0):
         self.engine, self.inspector, self.metrics, self.store = engine, inspector, metrics, store
         self.bundle_path = bundle_path  # where run-time threshold changes are persisted
         self.model_root = model_root  # reload loads only bundles under it (None: anywhere, tests)
@@ -73,6 +75,12 @@ class Pipeline:
         self._captures = [CaptureThread(s, self.slots[n], self.cameras[n], metrics, self._stop)
                           for n, s in sources.items()]
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        self._flight_lock = threading.Lock()  # the worker's engine call vs the supervisor's abandon
+        self.busy_since_mono: float | None = None  # an engine call in progress since
+        self._in_flight: list[Frame] = []
+        self._orphans: dict[threading.Thread, Engine] = {}
+        self.recovery_error: str | None = None
+        self.supervisor = Supervisor(self, hang_timeout_s)
         self.views: dict[str, View] = {}
         self.rejects: deque[View] = deque(maxlen=16)  # recent NG views, for the dashboard gallery
         self.engine_ready = threading.Event()
@@ -103,6 +111,7 @@ class Pipeline:
             if part is not None:
                 part.start()
         self._worker.start()
+        self.supervisor.start()
         for t in self._captures:
             t.start()
 
@@ -114,6 +123,7 @@ class Pipeline:
             t.join(timeout)
         if self._worker.is_alive():
             self._worker.join(timeout)
+        self.supervisor.join(timeout)
         if self.journal is not None and not self._worker.is_alive():
             self.journal.release(self.store.last_seq)  # nothing more will be numbered
         for part in (self.journal, self.evidence):
@@ -218,19 +228,57 @@ class Pipeline:
     def _frames_waiting(self) -> bool:
         return any(s.depth for s in self.slots.values())
 
-    def _work(self) -> None:
+    def abandon_worker(self) -> list[Frame] | None:
+        """Called by the supervisor on a hang: the frames of the stuck call (to be answered
+        FAULT), with a fresh worker started; None when the call has returned meanwhile."""
+        with self._flight_lock:
+            if self.busy_since_mono is None:
+                return None
+            frames, self._in_flight, self.busy_since_mono = self._in_flight, [], None
+            self._orphans[self._worker] = self.engine  # the stuck thread frees it if it returns
+            self.engine_ready.clear()
+            self.engine_error = "engine hung; a fresh engine is loading"
+            self._worker = threading.Thread(target=self._work, args=(True,), name="inference", daemon=True)
+            self._worker.start()
+        return frames
+
+    def _engine_call(self, frames: list[Frame], call):
+        """``call()`` on the engine, watched by the supervisor. Returns (True, value) or
+        (False, None) when this thread was abandoned meanwhile (nothing may be published)."""
+        with self._flight_lock:
+            self.busy_since_mono, self._in_flight = time.monotonic(), frames
         try:
-            self.engine.activate()
+            value = call()
+        finally:
+            with self._flight_lock:
+                mine = threading.current_thread() is self._worker
+                if mine:
+                    self.busy_since_mono, self._in_flight = None, []
+        return (True, value) if mine else (False, None)
+
+    def _work(self, fresh: bool = False) -> None:
+        me = threading.current_thread()
+        engine = self.engine
+        try:
+            if fresh:  # after a hang: the same bundle, a new engine, on this thread
+                engine = self.engine_factory(load_bundle(self.bundle_path))
+            engine.activate()
         except Exception as exc:  # a bad engine must leave the service up and not ready
             self.engine_error = f"engine failed to load: {exc}"
+            if fresh:
+                self.recovery_error = f"the engine could not be restarted after a hang: {exc}"
             log.error(self.engine_error)
             self.metrics.engine_errors.inc()
             return
-        self.metrics.engine.info({"backend": self.engine.name, "provider": self.engine.provider})
+        if fresh:
+            self.engine = engine
+            self.inspector = Inspector(engine, self.inspector.manifest, self.inspector.min_region_area_px)
+            self.engine_error = None
+            log.info("engine restarted after a hang")
+        self.metrics.engine.info({"backend": engine.name, "provider": engine.provider})
         self.engine_ready.set()
         try:
-            while not self._stop.is_set():
-                self._watchdog()
+            while not self._stop.is_set() and me is self._worker:
                 for trig in self.triggers.expired(time.time()):
                     self._fault_trigger(trig)
                 job = self._next_job()
@@ -244,8 +292,16 @@ class Pipeline:
                 elif kind == "reload":
                     self._reload(*payload)
         finally:
-            self.engine_ready.clear()
-            self.engine.deactivate()
+            if me is self._worker:
+                self.engine_ready.clear()
+                self.engine.deactivate()
+            else:  # abandoned: free the engine it was stuck in, touch nothing shared
+                orphan = self._orphans.pop(me, None)
+                try:
+                    if orphan is not None:
+                        orphan.deactivate()
+                except Exception:
+                    log.exception("freeing an abandoned engine failed")
 
     def _watchdog(self) -> None:
         """A source whose read hangs (a dead RTSP stream, an unplugged USB camera) blocks its
@@ -261,11 +317,17 @@ class Pipeline:
                     log.error("camera %s: %s", cam.name, cam.error)
 
     def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
+        inspector = self.inspector
         try:
-            future.set_result(self.inspector.inspect([frame_rgb])[0])
+            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb]))
         except Exception as exc:
             self.metrics.engine_errors.inc()
             future.set_exception(exc)
+            return
+        if done:
+            future.set_result(inspections[0])
+        else:
+            future.set_exception(RuntimeError("the engine hung on this image and was restarted"))
 
     def _reload(self, bundle_path: Path, future: Future) -> None:
         try:
@@ -325,8 +387,11 @@ class Pipeline:
             if not frames:
                 return
         try:
-            inspections = self.inspector.inspect([f.image_rgb for f in frames],
-                                                 [self.decisions.get(f.camera) for f in frames])
+            inspector = self.inspector
+            done, inspections = self._engine_call(frames, lambda: inspector.inspect(
+                [f.image_rgb for f in frames], [self.decisions.get(f.camera) for f in frames]))
+            if not done:
+                return  # abandoned after a hang: the supervisor answered these frames
             error = None
         except Exception as exc:
             log.exception("engine failure")

@@ -1,7 +1,9 @@
 """The aiohttp application, built by a factory from injected parts (no globals)."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -13,7 +15,7 @@ from ..telemetry import TegrastatsThread
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
 from .admission import Admission
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS, UPLOADS
+from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS, UPLOADS
 
 log = logging.getLogger(__name__)
 # Uploads read, decoded and inspected at once, and waiting: on 2 cores two decodes already fill
@@ -21,10 +23,16 @@ log = logging.getLogger(__name__)
 UPLOAD_SLOTS, UPLOAD_QUEUE = 2, 6
 
 
+LONG_LIVED = {"/v1/stream.mjpg"}  # not waited for by the drain
+
+
 @web.middleware
 async def count_requests(request: web.Request, handler):
     metrics = request.app[METRICS]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    drain = request.app[DRAIN]
+    counted = request.path not in LONG_LIVED
+    drain["in_flight"] += counted
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -34,8 +42,29 @@ async def count_requests(request: web.Request, handler):
         log.exception("handler error on %s", request.path)
         metrics.http_requests.labels(route, "500").inc()
         return web.json_response({"error": "internal error"}, status=500)
+    finally:
+        drain["in_flight"] -= counted
     metrics.http_requests.labels(route, str(response.status)).inc()
     return response
+
+
+async def _watch_loop(app: web.Application):
+    """Ticks every 0.5 s; a tick late by more than LOOP_STALL_S means something blocked the
+    event loop (every request waited that long), and /healthz says so for a while."""
+    watch = app[LOOP_WATCH]
+
+    async def tick():
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.5)
+            late = time.monotonic() - t0 - 0.5
+            if late > handlers.LOOP_STALL_S:
+                watch["stalled_s"], watch["stalled_at"] = late, time.monotonic()
+                log.error("the event loop stalled for %.1f s", late)
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
 
 
 def body_limit(max_bytes: int):
@@ -63,6 +92,9 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     app[STREAMS] = {"n": 0}
     app[PUSH_LOCKS] = {}
     app[UPLOADS] = Admission(UPLOAD_SLOTS, UPLOAD_QUEUE)
+    app[LOOP_WATCH] = {"stalled_s": 0.0, "stalled_at": 0.0}
+    app[DRAIN] = {"since": None, "in_flight": 0}
+    app.cleanup_ctx.append(_watch_loop)
     app[PLATFORM] = detect_platform().to_json()
 
     if manage_pipeline:

@@ -13,7 +13,10 @@ from .. import __version__
 from ..decision import FAULT
 from ..overlay import encode_jpeg, render_overlay
 from ..pipeline.results import Evicted, as_stale
-from .keys import CONFIG, FRAME_CACHE, METRICS, PIPELINE, PLATFORM, STREAMS
+from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PIPELINE, PLATFORM, STREAMS
+
+LOOP_STALL_S = 2.0  # a tick of the loop watch this late is a stall ...
+LOOP_STALL_MEMORY_S = 10.0  # ... and /healthz reports it for this long
 
 DASHBOARD = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
@@ -209,10 +212,21 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    """Live: the supervisor ticks, the engine recovers from hangs, and the event loop has not
+    stalled recently. Not ready (no camera, no model) is still alive: see /readyz."""
+    alive, reasons = request.app[PIPELINE].supervisor.liveness()
+    loop = request.app[LOOP_WATCH]
+    if loop["stalled_s"] and time.monotonic() - loop["stalled_at"] < LOOP_STALL_MEMORY_S:
+        alive = False
+        reasons.append(f"the event loop stalled for {loop['stalled_s']:.1f} s")
+    return web.json_response({"status": "alive" if alive else "failing", "reasons": reasons},
+                             status=200 if alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN]["since"] is not None:
+        return web.json_response({"ready": False, "reasons": ["stopping: draining requests in flight"]},
+                                 status=503)
     ready, reasons = request.app[PIPELINE].readiness()
     return web.json_response({"ready": ready, "reasons": reasons}, status=200 if ready else 503)
 

@@ -12,4 +12,6 @@ CONFIG = web.AppKey("server_config", ServerConfig)
 STREAMS = web.AppKey("stream_viewers", dict)
 PUSH_LOCKS = web.AppKey("push_locks", dict)  # camera -> asyncio.Lock: one posted image in flight
 UPLOADS = web.AppKey("uploads", object)  # admission.Admission of uploads (read, decode, inspect)
+LOOP_WATCH = web.AppKey("loop_watch", dict)  # stalled_s, stalled_at: the event loop's last stall
+DRAIN = web.AppKey("drain", dict)  # since: monotonic time of SIGTERM (None while serving); in_flight
 PLATFORM = web.AppKey("platform", dict)  # edge_ad.platform.detect(), read once at start

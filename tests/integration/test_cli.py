@@ -40,7 +40,7 @@ def test_infer_corrupt_image_is_reported_and_others_scored(bundle_dir, demo_root
 
 @pytest.mark.parametrize("args, message", [
     (("infer", "/no/such/bundle", "x.png"), "model bundle not found"),
-    (("serve", "--model", "/no/such/bundle", "--source", "dir:///tmp"), "model bundle not found"),
+    (("serve", "--model", "/no/such/bundle", "--source", "nope://x"), "unsupported source scheme"),
     (("serve", "--model", "x"), "needs --config FILE, or both"),
     (("train", "--model", "efficientad", "--data", "/no/data", "--out", "/tmp/x"), "training data not found"),
 ])
