@@ -6,10 +6,17 @@ calibration set, sets the threshold by each rule, and measures the false-reject 
 other normal parts and the miss rate on the defects.
 
     python bench/calibration_study.py var/runs/wood/bundle --category wood
+    python bench/calibration_study.py --shipped var/quality/*_*/bundle     # every family x surface
+
+``--shipped`` skips the draws: for each bundle (its category read from the directory name
+``<family>_<category>``) it reports the realized false-reject rate on fresh normal parts and the
+miss rate on fresh defects *at the threshold the bundle ships with*, and how many good images
+its calibration saw (held out + out-of-fold).
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -45,9 +52,36 @@ RULES = {"gaussian quantile": _gauss_z, "gaussian tolerance 90%": _gauss_tol,
          "edge-ad: the better fit of the two": _edge_ad}
 
 
+def _fresh_scores(bundle, category: str, seed: int, normals: int, per_type: int):
+    size = bundle.manifest.input.height
+    normal = np.stack([render(category, seed, ("study", i), size=size)[0] for i in range(normals)])
+    defect = np.stack([render(category, seed, ("study-defect", d, i), d, size=size)[0]
+                       for d in DEFECTS for i in range(per_type)])
+    with create_engine(bundle) as engine:
+        def scores(x):
+            return np.concatenate([engine.infer(x[i:i + 16])[1] for i in range(0, len(x), 16)])
+
+        return scores(normal), scores(defect)
+
+
+def shipped_table(paths: list[str], seed: int, normals: int, per_type: int, target: float) -> None:
+    print(f"{normals} fresh normal and {per_type * len(DEFECTS)} fresh defect parts per bundle, "
+          f"at each bundle's own threshold (target false-reject rate {target})")
+    print("| family | surface | calibration images (out-of-fold) | method | false rejects | missed |")
+    print("|---|---|---|---|---|---|")
+    for path in paths:
+        bundle = load_bundle(path)
+        family, _, category = Path(path).resolve().parent.name.partition("_")
+        n, d = _fresh_scores(bundle, category, seed, normals, per_type)
+        th, cal = bundle.manifest.thresholds.image.threshold, bundle.manifest.calibration
+        print(f"| {family} | {category} | {cal.normal_count} ({cal.out_of_fold_count}) | {cal.method} | "
+              f"{np.mean(n >= th):.3f} | {np.mean(d < th):.3f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?")
+    p.add_argument("--shipped", nargs="+", metavar="BUNDLE", help="realized rates at shipped thresholds")
     p.add_argument("--category", default="wood")
     p.add_argument("--seed", type=int, default=0, help="demo-data seed the bundle was trained on")
     p.add_argument("--normals", type=int, default=400)
@@ -56,18 +90,11 @@ def main() -> None:
     p.add_argument("--sizes", default="9,12,16")
     p.add_argument("--trials", type=int, default=1000)
     args = p.parse_args()
-
-    bundle = load_bundle(args.bundle)
-    size = bundle.manifest.input.height
-    normal = np.stack([render(args.category, args.seed, ("study", i), size=size)[0]
-                       for i in range(args.normals)])
-    defect = np.stack([render(args.category, args.seed, ("study-defect", d, i), d, size=size)[0]
-                       for d in DEFECTS for i in range(args.defects_per_type)])
-    with create_engine(bundle) as engine:
-        def scores(x):
-            return np.concatenate([engine.infer(x[i:i + 16])[1] for i in range(0, len(x), 16)])
-
-        n, d = scores(normal), scores(defect)
+    if args.shipped:
+        return shipped_table(args.shipped, args.seed, args.normals, args.defects_per_type, args.target_fpr)
+    if not args.bundle:
+        p.error("give a BUNDLE, or --shipped BUNDLE...")
+    n, d = _fresh_scores(load_bundle(args.bundle), args.category, args.seed, args.normals, args.defects_per_type)
     rng = np.random.default_rng(0)
     print(f"{args.normals} fresh normal and {len(d)} defect parts; target false-reject rate "
           f"{args.target_fpr}; {args.trials} draws per row")

@@ -146,9 +146,10 @@ def _env_overrides(raw: dict) -> dict:
     for key, field in (("EDGE_AD_HOST", "host"), ("EDGE_AD_PORT", "port")):
         if key in env:
             raw.setdefault("server", {})[field] = env[key]
-    if "EDGE_AD_TOKEN" in env:
+    # an empty variable (compose's ${EDGE_AD_LINE_TOKEN:-}) means unset, not an empty token
+    if env.get("EDGE_AD_TOKEN"):
         raw.setdefault("security", {})["token"] = env["EDGE_AD_TOKEN"]
-    if "EDGE_AD_LINE_TOKEN" in env:
+    if env.get("EDGE_AD_LINE_TOKEN"):
         raw.setdefault("security", {})["line_token"] = env["EDGE_AD_LINE_TOKEN"]
     return raw
 

@@ -24,6 +24,7 @@ from ..server.degraded import REASON, make_degraded_app
 from ..server.keys import DRAIN
 from ..server.slow_clients import guarded_runner
 from ..service import build_pipeline
+from ..soak_leak import start_if_asked as start_soak_leak_if_asked
 
 log = logging.getLogger("edge_ad.serve")
 MODEL_RETRY_S = 30.0
@@ -116,4 +117,5 @@ def run_serve(args) -> int:
     config = resolve_config(args)
     metrics = Metrics()
     log.info("request headers must arrive within %.0f s (server.header_timeout_s)", config.server.header_timeout_s)
+    start_soak_leak_if_asked()
     return asyncio.run(_serve(config, metrics))

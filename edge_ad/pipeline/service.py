@@ -170,6 +170,8 @@ class Pipeline:
                 reasons.append(f"camera {name}: no inspected frame yet")
             elif (why := self.staleness(latest, now)) is not None:
                 reasons.append(f"camera {name}: {why}")
+            elif latest.verdict == INVALID and (latest.reason or "").startswith("frozen"):
+                reasons.append(f"camera {name}: {latest.reason}")  # fresh results of a dead picture
         return not reasons, reasons
 
     # -- requests served by the worker (it alone touches the engine) --------------------------

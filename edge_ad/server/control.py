@@ -16,14 +16,33 @@ from .keys import PIPELINE
 log = logging.getLogger(__name__)
 
 
+def _exactly_one_schema(schema: dict) -> None:
+    # what the validator below enforces, said in the schema so clients (and schemathesis) know:
+    # exactly one of the two keys, each a number, never null
+    props = schema["properties"]
+    props["threshold"] = {"type": "number", "minimum": -1e6, "maximum": 1e6, "description": "new raw image-score threshold"}
+    props["normalized"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                           "description": "current normalized score to move the threshold to"}
+    schema["oneOf"] = [{"required": ["threshold"]}, {"required": ["normalized"]}]
+
+
 class ThresholdUpdate(BaseModel):
     """Exactly one of ``threshold`` (raw image score) or ``normalized`` (the current normalized
     score that should become the new 0.5, e.g. 0.6 to accept parts scoring up to 0.6 today)."""
 
-    model_config = ConfigDict(extra="forbid")
-    threshold: float | None = Field(None, ge=-1e6, le=1e6, description="new raw image-score threshold")
-    normalized: float | None = Field(None, gt=0, lt=1, description="current normalized score to move the threshold to")
-    persist: bool = Field(True, description="write the change into the bundle's manifest")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_schema)
+    # strict: JSON false is not 0.0, and "0.6" is not 0.6
+    threshold: float | None = Field(None, ge=-1e6, le=1e6, strict=True, description="new raw image-score threshold")
+    normalized: float | None = Field(None, gt=0, lt=1, strict=True,
+                                     description="current normalized score to move the threshold to")
+    persist: bool = Field(True, strict=True, description="write the change into the bundle's manifest")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data):
+        if isinstance(data, dict) and any(data.get(k, 0) is None for k in ("threshold", "normalized", "persist")):
+            raise ValueError("threshold, normalized and persist take a value, not null; leave a key out instead")
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self):

@@ -25,6 +25,15 @@ def _error(status: int, message: str, **extra) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+def choice_param(request: web.Request, name: str, allowed: tuple[str, ...], default: str | None) -> str | None:
+    """A query parameter that takes one of a few words: anything else is a 400 that lists them."""
+    raw = request.query.get(name, default)
+    if raw is not None and raw not in allowed:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be one of {", ".join(allowed)}"}}',
+                                 content_type="application/json")
+    return raw
+
+
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -131,7 +140,7 @@ async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -
 async def frame_jpg(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     camera = _camera(request) or next(iter(pipeline.cameras))
-    overlay = request.query.get("overlay", "1") not in ("0", "false", "no")
+    overlay = choice_param(request, "overlay", ("0", "1"), "1") == "1"
     if "seq" in request.query:  # a recent reject (the dashboard's gallery) or the latest frame
         seq = _int_param(request, "seq", 0, 0, 2**62)
         view = next((v for v in (*pipeline.rejects, *pipeline.views.values()) if v.seq == seq), None)

@@ -16,6 +16,7 @@ from ..pipeline.service import RequestsFull
 from ..pipeline.triggers import TriggersFull
 from .admission import Busy, too_busy
 from .bodies import parse, read_limited
+from .handlers import choice_param
 from .keys import CONFIG, METRICS, PIPELINE, PUSH_LOCKS, UPLOADS
 
 INFER_TIMEOUT_S = 30.0
@@ -69,6 +70,7 @@ def admitted(handler):
 @admitted
 async def infer(request: web.Request) -> web.Response:
     pipeline, server = request.app[PIPELINE], request.app[CONFIG]
+    want_map = choice_param(request, "map", ("png",), None) == "png"
     if not pipeline.engine_ready.is_set():
         return _error(503, pipeline.engine_error or "engine not loaded yet")
     upload = await _uploaded_image(request, server)
@@ -91,7 +93,7 @@ async def infer(request: web.Request) -> web.Response:
             "latency_ms": {"preprocess": round(ins.preprocess_s * 1000, 2),
                            "infer": round(ins.infer_s * 1000, 2),
                            "postprocess": round(ins.postprocess_s * 1000, 2)}}
-    if request.query.get("map") == "png":
+    if want_map:
         png = encode_png(heatmap_rgb(ins.map_norm))
         body["map_png"] = base64.b64encode(png).decode()
         body["map_size"] = [m.input.width, m.input.height]

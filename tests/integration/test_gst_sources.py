@@ -125,8 +125,10 @@ def test_a_frozen_stream_is_invalid_never_ok(Gst, bundle_dir):
         wait_for(lambda: any(r.verdict == "INVALID" for r in store.after(0, 4096)), timeout=10)
         first_invalid = next(r for r in store.after(0, 4096) if r.verdict == "INVALID")
         wait_for(lambda: store.last_seq >= first_invalid.seq + 5)
+        ready, reasons = pipe.readiness()
     finally:
         pipe.stop()
+    assert not ready and any("frozen" in r for r in reasons)  # fresh results of a dead picture
     after = [r for r in store.after(0, 4096) if r.seq >= first_invalid.seq]
     assert "frozen" in first_invalid.reason
     assert all(r.verdict == "INVALID" for r in after)  # not one OK once the picture froze

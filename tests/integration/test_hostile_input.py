@@ -225,3 +225,14 @@ def test_manifest_is_readable_by_other_users(bundle_dir, tmp_path):
     copy = shutil.copytree(bundle_dir, tmp_path / "b")
     save_manifest(copy, load_bundle(copy).manifest)
     assert (copy / "manifest.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_values_outside_the_schema_are_refused_not_guessed(service):
+    """What schemathesis's negative checks found: words and types the schema does not allow."""
+    srv, _ = service({"token": CONTROL})
+    assert get(srv.url + "/v1/frame.jpg?overlay=AAA")[0] == 400
+    png = _png(8, 8)
+    assert send("POST", srv.url + "/v1/infer?map=AAA", png, None, "image/png")[0] == 400
+    for body in ({"threshold": False}, {"threshold": "0.5"}, {"normalized": None, "threshold": 1.0}, {}):
+        status, answer = send("PUT", srv.url + "/v1/config/threshold", body, CONTROL)
+        assert status == 400, (body, answer)

@@ -214,6 +214,29 @@ def test_promtool_accepts_the_prometheus_config_and_rules():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def container_hardening_problems(compose: dict) -> list[str]:
+    """The reliability issue's static container checks, as a function bench/reliability.py
+    runs too: capabilities dropped, no privilege escalation, a memory limit, devices by id."""
+    edge, problems = compose["services"]["edge-ad"], []
+    if "ALL" not in edge.get("cap_drop", []):
+        problems.append("cap_drop does not drop ALL")
+    if "no-new-privileges:true" not in edge.get("security_opt", []):
+        problems.append("no-new-privileges is not set")
+    if not (edge.get("mem_limit") or edge.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")):
+        problems.append("no memory limit")
+    for device in edge.get("devices", []):
+        if not device.split(":")[0].startswith(("/dev/v4l/by-id/", "/dev/v4l/by-path/")):
+            problems.append(f"device {device.split(':')[0]} is not addressed by id")
+    return problems
+
+
+def test_the_container_is_hardened():
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    assert container_hardening_problems(compose) == []
+    loose = {"services": {"edge-ad": {"devices": ["/dev/video0:/dev/video0"]}}}
+    assert len(container_hardening_problems(loose)) == 4  # the check can fail
+
+
 def test_compose_file_matches_the_compose_spec_and_mounts_what_exists():
     proc = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
                            str(REPO / "deploy/compose.yaml")], capture_output=True, text=True)
