@@ -118,7 +118,12 @@ def _client(kind: str, base: str, arg: float, seconds: float, out) -> None:
         out.put(_wrk(base, arg, seconds))
         return
     coro = _load(base, arg, seconds) if kind == "load" else _viewers(base, int(arg), seconds)
-    out.put(asyncio.run(coro))
+    t0, wall0 = os.times(), time.perf_counter()
+    result = asyncio.run(coro)
+    t1 = os.times()
+    if isinstance(result, dict):  # the load generator's own CPU, in cores, on the same machine
+        result["client_cpu_cores"] = (t1.user + t1.system - t0.user - t0.system) / (time.perf_counter() - wall0)
+    out.put(result)
 
 
 def _phase(base: str, seconds: float, kind: str | None = None, arg: float = 0) -> tuple[float, object]:
