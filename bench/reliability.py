@@ -28,7 +28,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from edge_ad.metrics import Metrics  # noqa: E402
 from edge_ad.server.app import make_app  # noqa: E402
 from edge_ad.server.slow_clients import guarded_runner  # noqa: E402
 from edge_ad.service import build_pipeline  # noqa: E402
+from tests.integration.helpers import png_of_size as png  # noqa: E402
 
 CONTROL, LINE = "bench-control-token-0123456789", "bench-line-token-0123456789"
 
@@ -111,14 +111,6 @@ def serve_process(bundle: Path, source: str, port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edge_ad.cli", "serve", "--model", str(bundle),
                              "--source", source, "--port", str(port)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def png(width: int, height: int) -> bytes:
-    def chunk(kind, data):
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-    raw = zlib.compress(b"".join(b"\x00" + bytes(width * 3) for _ in range(height)), 9)
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 # -- the figures ----------------------------------------------------------------------------

@@ -43,3 +43,15 @@ def send(method: str, url: str, body: bytes | dict = b"", token: str | None = No
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    """A valid, highly compressible black PNG of any size, built without an encoder (a 6000x6000
+    one is about 100 KB): for uploads whose cost is in decoding, not in sending."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    raw = zlib.compress(b"".join(b"\x00" + bytes(width * 3) for _ in range(height)), 9)
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")

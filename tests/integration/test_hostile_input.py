@@ -5,7 +5,6 @@ import json
 import socket
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from edge_ad.metrics import Metrics
 from edge_ad.server.app import make_app
 from edge_ad.service import build_pipeline
 
-from .helpers import get, send, wait_for
+from .helpers import get, png_of_size as _png, send, wait_for
 
 CONTROL = "control-token-0123456789abcdef"
 LINE = "line-token-0123456789abcdef"
@@ -32,15 +31,6 @@ def service(live_server, bundle_dir, demo_root):
         wait_for(lambda: pipeline.engine_ready.is_set() and pipeline.store.last_seq > 0)
         return srv, pipeline
     return start
-
-
-def _png(width, height) -> bytes:
-    """A valid, highly compressible PNG of any size, built without decoding anything."""
-    def chunk(kind, data):
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-    raw = zlib.compress(b"".join(b"\x00" + bytes(width * 3) for _ in range(height)), 9)
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 def test_deep_json_is_a_400_on_every_json_route(service):
