@@ -111,7 +111,7 @@ def build_spec() -> dict:
                                              "503": _err("no inspected frame yet")}}},
         "/v1/results": {"get": {
             "summary": "Results after a sequence number, oldest first (lossless polling), or by part id",
-            "parameters": [_query("after", {"type": "integer", "minimum": 0}, "last seq seen"),
+            "parameters": [_query("after", {"type": "integer", "minimum": 0, "maximum": 2**62}, "last seq seen"),
                            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
                            _query("part_id", {"type": "string"}, "a triggered part's id")],
             "responses": {"200": _json(ResultsPage, "results"), "400": _err("bad parameter"),
@@ -123,7 +123,7 @@ def build_spec() -> dict:
         "/v1/frame.jpg": {"get": {"summary": "Last inspected frame, with overlay unless overlay=0",
                                   "parameters": [CAMERA, _query("overlay", {"type": "string", "enum": ["0", "1"]},
                                                                 "draw the heatmap"),
-                                                 _query("seq", {"type": "integer", "minimum": 0},
+                                                 _query("seq", {"type": "integer", "minimum": 0, "maximum": 2**62},
                                                         "a recent reject's seq (the last 16 are kept)")],
                                   "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}},
                                                 "400": _err("bad seq"), "404": _err("unknown camera or frame"),
