@@ -1,6 +1,7 @@
 """Reading images into the bundle's input: uint8, RGB or GRAY, resized to the model size."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,10 +16,33 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}  # what folders of images are
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_structure_problem(data: bytes) -> str | None:
+    """Why a PNG's chunk structure is broken (a chunk running past the end, a CRC mismatch, no
+    IEND), or None. Checked before decoding: OpenCV took 140-600 ms to refuse a truncated
+    256x256 PNG, where this walk takes well under a millisecond."""
+    i = len(PNG_SIGNATURE)
+    while i + 8 <= len(data):
+        length, kind = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8]
+        end = i + 12 + length
+        if end > len(data):
+            return f"chunk {kind!r} runs past the end of the file (truncated)"
+        if zlib.crc32(data[i + 4:i + 8 + length]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"chunk {kind!r} fails its CRC (corrupt)"
+        if kind == b"IEND":
+            return None
+        i = end
+    return "no IEND chunk (truncated)"
+
+
 def decode_image(data: bytes, source: str = "image") -> np.ndarray:
     """Encoded bytes → RGB uint8 (H, W, 3). Raises ImageError for anything undecodable."""
     if not data:
         raise ImageError(f"{source}: empty file")
+    if data[:8] == PNG_SIGNATURE and (why := png_structure_problem(data)) is not None:
+        raise ImageError(f"{source}: not a readable image (PNG {why})")
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # OpenCV raises, not returns None, on some malformed headers
