@@ -380,7 +380,7 @@ def f14_schemathesis(ctx):
     with Served(scratch, ctx.source(10), security={"token": CONTROL}) as s:
         proc = subprocess.run([str(exe), "run", f"{s.url}/openapi.json", "--checks", "all",
                                "--max-examples", str(examples), "-H", f"Authorization: Bearer {CONTROL}",
-                               "--exclude-path", "/v1/stream.mjpg", "--exclude-path", "/v1/model/reload",
+                               "--exclude-path", "/v1/stream.mjpg",  # an endless response
                                "--request-timeout", "30"],
                               capture_output=True, text=True, timeout=1800, cwd=ctx.tmp)
         deep = request("POST", s.url + "/v1/trigger", b"[" * 30000 + b"]" * 30000, token=CONTROL)[0]
@@ -416,7 +416,7 @@ def f16_traversal(ctx):
                    for p in (str(outside), "../outside", "/etc", "../../../../etc/passwd")]
         raw = _raw_get(s.port, "/../../etc/passwd")
     texts = {json.loads(b)["error"] for _, b in answers}
-    ok = all(code == 422 for code, _ in answers) and len(texts) == 1 and raw in (400, 404)
+    ok = all(code == 404 for code, _ in answers) and len(texts) == 1 and raw in (400, 404)
     return ok, f"4 reloads outside the root: {[c for c, _ in answers]}, one text; GET /../../etc/passwd {raw}"
 
 

@@ -11,6 +11,10 @@ from .errors import BundleError
 REFUSED = "no bundle at that path under the model root (models.root)"
 
 
+class BundleRefused(BundleError):
+    """The path is not a bundle under the model root (answered 404, with REFUSED)."""
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -18,14 +22,14 @@ def _inside(path: str, root: str) -> bool:
 def confined_bundle(path: str | Path, root: str | Path) -> Path:
     """``path`` (relative paths are taken from the root) if it and everything in it resolve
     inside ``root``; links that stay inside, such as a ``bundle`` link to the version in use,
-    are fine. Raises BundleError(REFUSED) otherwise."""
+    are fine. Raises BundleRefused(REFUSED) otherwise."""
     root_real = os.path.realpath(root)
     candidate = Path(path) if Path(path).is_absolute() else Path(root) / path
     real = os.path.realpath(candidate)
     if not _inside(real, root_real) or not os.path.isdir(real):
-        raise BundleError(REFUSED)
+        raise BundleRefused(REFUSED)
     for folder, dirs, files in os.walk(real):
         for name in dirs + files:
             if not _inside(os.path.realpath(os.path.join(folder, name)), root_real):
-                raise BundleError(REFUSED)
+                raise BundleRefused(REFUSED)
     return candidate

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..bundle import Normalization, Thresholds, save_manifest
+from ..model_root import BundleRefused
 from .auth import ROLE
 from .bodies import parse
 from .keys import PIPELINE
@@ -102,6 +103,7 @@ async def reload_model(request: web.Request) -> web.Response:
     try:
         loaded = await asyncio.wait_for(asyncio.wrap_future(pipeline.reload(path)), 300)
     except Exception as exc:  # rolled back: the old engine never stopped serving
+        status = 404 if isinstance(exc, BundleRefused) else 422  # no such bundle / it cannot serve
         return web.json_response({"error": f"reload failed, still serving the previous model: {exc}",
-                                  "serving": pipeline.model_info}, status=422)
+                                  "serving": pipeline.model_info}, status=status)
     return web.json_response({"loaded": loaded, "previous": before})

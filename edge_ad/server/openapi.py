@@ -175,7 +175,8 @@ def build_spec() -> dict:
             "responses": {"200": {"description": "loaded", "content": {"application/json": {
                 "schema": {"type": "object"}}}}, "400": _err("bad body"), **CONTROL_AUTH,
                 "413": _err("body over 64 KiB"), "415": _err("not application/json"),
-                "422": _err("reload failed; previous model still serving")}}},
+                "404": _err("no bundle at that path under the model root; previous model still serving"),
+                "422": _err("the bundle failed to load; previous model still serving")}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive", "content": {
             "application/json": {"schema": {"type": "object"}}}}}}},
         "/readyz": {"get": {"summary": "Readiness: engine warm and fresh frames from every camera",

@@ -123,7 +123,7 @@ def test_reload_loads_only_bundles_under_the_model_root(service, bundle_dir, tmp
     for path in (str(outside), str(linked), str(root / "nope"), "../elsewhere", "/etc"):
         status, body = post(url, json.dumps({"path": path}).encode(), TOKEN, "application/json")
         answers.append(body["error"])
-        assert status == 422 and pipeline.model_info["version"] == "1", (path, body)
+        assert status == 404 and pipeline.model_info["version"] == "1", (path, body)
     assert len(set(answers)) == 1 and "/etc" not in answers[0]  # one text for every refusal
     status, body = post(url, json.dumps({"path": "v2"}).encode(), TOKEN, "application/json")
     assert status == 200 and pipeline.bundle_path == inside  # relative to the root, and inside it
