@@ -48,8 +48,8 @@ def _body_type_error(request: web.Request) -> web.Response | None:
     """415 for an unsafe method whose body is neither JSON (JSON routes) nor an image."""
     if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return None
-    if request.content_length == 0 and not request.body_exists:
-        return None  # no body at all (a reload of the bundle being served)
+    if not request.body_exists:
+        return None  # no body at all: `curl -X POST .../v1/model/reload` sends no type or length
     wanted = IMAGE_TYPES if request.path in IMAGE_ROUTES else {"application/json"}
     if request.content_type not in wanted:
         return web.json_response({"error": f"Content-Type {request.content_type or 'missing'} is not "

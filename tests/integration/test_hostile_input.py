@@ -226,3 +226,14 @@ def test_values_outside_the_schema_are_refused_not_guessed(service):
     for body in ({"threshold": False}, {"threshold": "0.5"}, {"normalized": None, "threshold": 1.0}, {}):
         status, answer = send("PUT", srv.url + "/v1/config/threshold", body, CONTROL)
         assert status == 400, (body, answer)
+
+
+def test_a_bodyless_post_needs_no_content_type(service):
+    """The README's `curl -X POST -H 'Authorization: …' …/v1/model/reload` sends neither a
+    Content-Type nor a Content-Length: a reload of the served bundle, not a 415."""
+    srv, _ = service({"token": CONTROL})
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as s:
+        s.sendall(f"POST /v1/model/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CONTROL}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        answer = s.recv(200)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
