@@ -36,8 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_ad.config import build_config  # noqa: E402
-from edge_ad.errors import ImageError  # noqa: E402
-from edge_ad.imageio import decode_image, image_header  # noqa: E402
 from edge_ad.metrics import Metrics  # noqa: E402
 from edge_ad.server.app import make_app  # noqa: E402
 from edge_ad.server.slow_clients import guarded_runner  # noqa: E402
@@ -332,43 +330,19 @@ def f12_bombs(ctx):
 
 
 def f13_mutated_images(ctx):
-    seeds = [p.read_bytes() for p in sorted((ctx.demo / "wood/test").glob("*/*.png"))[:4]]
     import cv2
 
+    from tests.image_mutations import fuzz
+
+    seeds = [p.read_bytes() for p in sorted((ctx.demo / "wood/test").glob("*/*.png"))[:4]]
     rgb = cv2.imread(str(next((ctx.demo / "wood/test/good").glob("*.png"))))
     seeds += [cv2.imencode(".jpg", rgb)[1].tobytes(), cv2.imencode(".bmp", rgb)[1].tobytes()]
-    rng = np.random.default_rng(0)
-    n, worst, slowest, escaped = ctx.count(100_000, 5_000), 0.0, "", []
-    for i in range(n):
-        data = bytearray(seeds[i % len(seeds)])
-        for _ in range(int(rng.integers(1, 9))):  # flip, overwrite or cut
-            k = int(rng.integers(0, len(data)))
-            op = rng.integers(3)
-            if op == 0:
-                data[k] ^= 1 << int(rng.integers(8))
-            elif op == 1:
-                data[k] = int(rng.integers(256))
-            else:
-                data = data[:k] + data[k + int(rng.integers(1, 64)):]
-            if not data:
-                data = bytearray(b"\x00")
-        t0 = time.perf_counter()
-        declared = "unparsed"
-        try:
-            fmt, w, h = image_header(bytes(data))
-            declared = f"{fmt} {w}x{h}"
-            if 0 < w * h <= 40_000_000:
-                decode_image(bytes(data))
-        except ImageError:
-            pass
-        except Exception as exc:  # what would have been a 500
-            escaped.append(f"{type(exc).__name__}: {exc}"[:80])
-        took = time.perf_counter() - t0
-        if took > worst:
-            worst, slowest = took, declared
-    ok = not escaped and worst < 0.2
-    return ok, (f"{n} mutated JPEG/PNG/BMP through the header check and decoder: {len(escaped)} escaped "
-                f"errors{' (' + escaped[0] + ')' if escaped else ''}, slowest {worst * 1000:.0f} ms ({slowest})")
+    r = fuzz(seeds, ctx.count(100_000, 5_000))
+    ok = not r.escaped and r.slowest_s < 0.2
+    return ok, (f"{r.examples} inputs mutated by hypothesis from PNG/JPEG/BMP through the header check "
+                f"and decoder: {r.decoded} decoded, {r.refused} refused, {len(r.escaped)} escaped"
+                f"{' (' + r.escaped[0] + ')' if r.escaped else ''}; slowest {r.slowest_s * 1000:.0f} ms "
+                f"({r.slowest})")
 
 
 def f14_schemathesis(ctx):
