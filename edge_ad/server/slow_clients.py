@@ -49,9 +49,10 @@ class HeaderTimeoutHandler(RequestHandler):
 
     def _too_slow(self) -> None:
         self._header_timer = None
-        if self.transport is not None:
-            self.force_close()
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            self.force_close()  # closes the transport itself in newer aiohttp (and clears it)
+            transport.close()  # a no-op then; needed where force_close only marks the connection
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()

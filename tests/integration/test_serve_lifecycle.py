@@ -91,7 +91,7 @@ def test_sigterm_answers_readyz_503_at_once_and_lets_requests_finish(bundle_dir,
         proc.communicate()
 
 
-def test_slow_header_connections_are_closed_while_polls_stay_fast(bundle_dir, demo_root, live_server):
+def test_slow_header_connections_are_closed_while_polls_stay_fast(bundle_dir, demo_root, live_server, caplog):
     config = build_config({"model": str(bundle_dir), "server": {"header_timeout_s": 2},
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=10"}]})
     metrics = Metrics()
@@ -131,4 +131,8 @@ def test_slow_header_connections_are_closed_while_polls_stay_fast(bundle_dir, de
     for s in slow:
         s.close()
     assert len(closed_at) == 50 and max(closed_at.values()) < 3.5, sorted(closed_at.values())[-3:]
+    # closing them is no error: aiohttp 3.14's force_close clears the transport, and a second
+    # close() on None had logged a traceback per connection
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert not errors, errors[:2]
     assert np.percentile(latencies, 99) < 0.05, np.percentile(latencies, 99)
