@@ -76,6 +76,8 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     seconds = time.perf_counter() - t0
     model.to("cpu").eval()
     fold_map_normalization(model, hold_u8)
+    if hasattr(model, "fit_fusion"):  # maps fused in units of their own normal spread
+        model.fit_fusion(_as_float_rgb(train_u8), _as_float_rgb(hold_u8))
     out_of_fold = None
     if hasattr(model, "out_of_fold_scores"):  # memory banks: every training image, leave-one-out
         out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8)).numpy()

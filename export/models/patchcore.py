@@ -11,49 +11,109 @@ its corner of feature space; with one neighbour a defect that lands near such a 
 looks normal. Measured on the demo's real surfaces (image AUROC, 4096 vectors): grass 0.846 with
 one neighbour, 0.985 with three; gravel 0.844 and 1.000. Dense normal regions have several
 vectors close by, so normal patches barely move.
+
+Other designs, chosen by constructor options and compared on the hard benchmark by
+bench/patchcore_study.py (docs/benchmarks.md has the table): a bank per teacher stage at its
+own stride (``scales="separate"``); two local-colour maps (``colour=True``: a bank of 16-pixel
+mean colours, and each colour against its location's normal mean and spread); and the maps
+fused by their mean, their maximum, or ``"calibrated"``: each in units of the spread of its own
+image maxima on good images, then the maximum. The default stays the original design until a
+variant wins on that benchmark as a whole.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .base import MapModel, TrainSettings, register
-from .efficientad import Teacher
+from .efficientad import TEACHER_STAGES, Teacher
+
+SCALES = ("joint", "separate")
+FUSIONS = ("mean", "max", "calibrated")
 
 
 @register
 class PatchCore(MapModel):
+    """``scales="joint"``: one bank of the three teacher stages joined at stride 8 (the
+    original design). ``"separate"``: a bank per stage, each searched at the stage's own
+    resolution (stride 4, 8, 16), each map normalized on its own statistics, so that a faint
+    colour change the stride-4 stage sees is not averaged away by the deeper stages; the maps are
+    fused by their ``fuse`` (mean, or the maximum: any stage that sees it)."""
+
     family = "patchcore"
-    legacy_config = {"neighbours": 1}
+    legacy_config = {"neighbours": 1, "scales": "joint", "fuse": "mean", "colour": False}
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
-                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 3):
-        super().__init__(size, blur_sigma)
+                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 3,
+                 scales: str = "joint", fuse: str = "mean", colour: bool = False):
+        if scales not in SCALES or fuse not in FUSIONS:
+            raise ValueError(f"scales must be one of {SCALES} and fuse one of {FUSIONS}")
+        deep = 1 if scales == "joint" else len(TEACHER_STAGES)
+        super().__init__(size, blur_sigma, n_maps=deep + (2 if colour else 0))
         self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
-                            bank_size=bank_size, blur_sigma=blur_sigma, neighbours=neighbours)
-        self.neighbours = neighbours
+                            bank_size=bank_size, blur_sigma=blur_sigma, neighbours=neighbours,
+                            scales=scales, fuse=fuse, colour=colour)
+        self.neighbours, self.scales, self.fuse, self.colour = neighbours, scales, fuse, colour
         self.teacher = Teacher(backbone, backbone_weights)
-        c = self.teacher.channels
-        self.register_buffer("f_mean", torch.zeros(1, c, 1, 1))
-        self.register_buffer("f_std", torch.ones(1, c, 1, 1))
-        self.register_buffer("bank", torch.zeros(bank_size, c))
-        self.register_buffer("bank_sq", torch.zeros(bank_size))
+        stage_channels = [self.teacher.backbone.stage_channels[i] for i in TEACHER_STAGES]
+        self._channels = [self.teacher.channels] if scales == "joint" else stage_channels
+        if fuse == "calibrated":  # each map's image maxima on good images: their centre and spread
+            self.register_buffer("img_mid", torch.zeros(self.n_maps, 1, 1))
+            self.register_buffer("img_spread", torch.ones(self.n_maps, 1, 1))
+        if colour:
+            self._channels = self._channels + [3]  # a bank of local colours, like any other
+            # and where each colour belongs: per-location mean and spread on the stride-8 grid
+            self.register_buffer("col_mean", torch.zeros(1, 3, size // 8, size // 8))
+            self.register_buffer("col_std", torch.ones(1, 3, size // 8, size // 8))
+        for j, c in enumerate(self._channels):  # bank 0 keeps the original buffer names
+            self.register_buffer(self._name("f_mean", j), torch.zeros(1, c, 1, 1))
+            self.register_buffer(self._name("f_std", j), torch.ones(1, c, 1, 1))
+            self.register_buffer(self._name("bank", j), torch.zeros(bank_size, c))
+            self.register_buffer(self._name("bank_sq", j), torch.zeros(bank_size))
         # training image each bank vector came from (not saved: only training uses it)
-        self.bank_origin: torch.Tensor | None = None
+        self.bank_origins: list[torch.Tensor] | None = None
         self._leave_out: torch.Tensor | None = None
+
+    @staticmethod
+    def _name(buffer: str, j: int) -> str:
+        return buffer if j == 0 else f"{buffer}_{j}"
+
+    def _buf(self, buffer: str, j: int) -> torch.Tensor:
+        return getattr(self, self._name(buffer, j))
 
     def config(self) -> dict:
         return dict(self._config)
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.teacher(x) - self.f_mean) / self.f_std
+    @staticmethod
+    def local_colour(x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB 0..255 → (N, 3, H/8, W/8): the mean colour of each 16-pixel
+        window in an opponent space (lightness, red-green, yellow-blue, roughly Lab units),
+        less the image's own mean, so that the camera's exposure offset cancels. Pretrained
+        features barely see a stain a few ΔE deep; the colour itself does."""
+        r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+        opp = torch.cat([(r + g + b) / 3.0, r - g, (r + g) / 2.0 - b], dim=1) / 2.55
+        local = F.avg_pool2d(opp, 16, stride=8, padding=4, count_include_pad=False)
+        return local - local.mean(dim=(2, 3), keepdim=True)
 
-    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
-        f = self._features(x)
+    def _stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One raw feature map per bank: the joined teacher map, or each stage at its own
+        stride with the teacher's 3x3 neighbourhood aggregation; then the local colour."""
+        if self.scales == "joint":
+            out = [self.teacher(x)]
+        else:
+            b = self.teacher.backbone
+            feats = b.features(b.normalize(x), upto_stage=max(TEACHER_STAGES))
+            out = [F.avg_pool2d(feats[i], 3, stride=1, padding=1, count_include_pad=False) for i in TEACHER_STAGES]
+        return out + [self.local_colour(x)] if self.colour else out
+
+    def _nearest(self, f: torch.Tensor, j: int) -> torch.Tensor:
+        """(N, C, h, w) raw features → (N, 1, h, w) distance to bank ``j``."""
+        f = (f - self._buf("f_mean", j)) / self._buf("f_std", j)
         n, c, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        d2 = (flat * flat).sum(-1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq
+        d2 = (flat * flat).sum(-1, keepdim=True) - 2 * flat @ self._buf("bank", j).t() + self._buf("bank_sq", j)
         if self._leave_out is not None:  # out-of-fold scoring: no vector of the image's own
-            own = self.bank_origin[None, :] == self._leave_out[:, None]
+            own = self.bank_origins[j][None, :] == self._leave_out[:, None]
             d2 = d2.masked_fill(own[:, None, :], float("inf"))
         if self.neighbours == 1:
             nearest = d2.amin(dim=-1).clamp_min(0).sqrt()
@@ -62,21 +122,82 @@ class PatchCore(MapModel):
             nearest = d2.clamp_min(0).sqrt().mean(dim=-1)
         return nearest.reshape(n, 1, h, w)
 
+    def patch_maps(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self._stage_features(x)
+        maps = [self._nearest(f, j) for j, f in enumerate(feats)]
+        if self.scales == "joint":
+            out = maps[:1]
+        else:
+            s4, s8, s16 = maps[:3]
+            # to the stride-8 grid: a stride-4 peak kept by its maximum, stride 16 interpolated
+            out = [F.max_pool2d(s4, 2), s8, F.interpolate(s16, scale_factor=2.0, mode="bilinear", align_corners=False)]
+        if self.colour:  # the colour bank's map, and the colour's distance from its place's normal
+            z = (feats[-1] - self.col_mean) / self.col_std
+            out += [maps[-1], (z * z).mean(dim=1, keepdim=True).sqrt()]
+        return torch.cat(out, dim=1)
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, k, H, W): each map on its normal pixels' 90 % .. 99.5 % quantiles, as MapModel."""
+        return (self._raw_map(x) - self.q_a) / (self.q_b - self.q_a) * 0.1
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fuse == "mean":
+            return super().forward(x)
+        m = self._normalized(x)
+        if self.fuse == "calibrated":
+            # in units of the map's own spread of image maxima on good images: a map that is
+            # sure of a defect is not drowned by another map's ordinary noise
+            m = (m - self.img_mid) / self.img_spread
+        m = m.amax(dim=1)
+        return m, m.amax(dim=(1, 2))
+
+    @torch.no_grad()
+    def fit_fusion(self, train: torch.Tensor, holdout: torch.Tensor) -> None:
+        """For ``fuse="calibrated"``: the median and spread of each map's image maxima over
+        the held-out images and the training images scored leave-one-out (60 good images, not
+        12). Call after the map normalization is set."""
+        if self.fuse != "calibrated":
+            return
+        maxima = [self._normalized(holdout[i:i + 8]).amax(dim=(2, 3)) for i in range(0, len(holdout), 8)]
+        try:
+            for i in range(len(train)):
+                self._leave_out = torch.tensor([i])
+                maxima.append(self._normalized(train[i:i + 1]).amax(dim=(2, 3)))
+        finally:
+            self._leave_out = None
+        maxima = torch.cat(maxima)  # (images, k)
+        self.img_mid.copy_(maxima.median(dim=0).values.reshape(-1, 1, 1))
+        self.img_spread.copy_(maxima.std(dim=0).clamp_min(1e-6).reshape(-1, 1, 1))
+
     @torch.no_grad()
     def fit(self, images, settings: TrainSettings, progress=None) -> dict:
         device = torch.device(settings.device)
         self.to(device)
-        feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
-        self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
-        self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
-        pool = ((feats - self.f_mean) / self.f_std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        picked = self.select(pool, self.bank.shape[0], settings.seed, progress)
-        chosen = pool[picked]
-        self.bank_origin = (picked // (feats.shape[2] * feats.shape[3])).cpu()
-        self.bank.copy_(chosen)
-        self.bank_sq.copy_((chosen * chosen).sum(-1))
+        chunks = [self._stage_features(images[i:i + 8].to(device)) for i in range(0, len(images), 8)]
+        self.bank_origins, pools, banks = [], 0, 0
+        for j in range(len(self._channels)):
+            feats = torch.cat([c[j] for c in chunks])
+            mean, std = self._buf("f_mean", j), self._buf("f_std", j)
+            mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
+            std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+            pool = ((feats - mean) / std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+            size = self._buf("bank", j).shape[0]
+            banks_n = len(self._channels)  # the caller's bar counts one bank's steps: share it
+            report = None if progress is None else (
+                lambda step, value, j=j: progress((j * size + step) // banks_n, value))
+            picked = self.select(pool, size, settings.seed, report)
+            chosen = pool[picked]
+            self.bank_origins.append((picked // (feats.shape[2] * feats.shape[3])).cpu())
+            self._buf("bank", j).copy_(chosen)
+            self._buf("bank_sq", j).copy_((chosen * chosen).sum(-1))
+            pools, banks = pools + pool.shape[0], banks + chosen.shape[0]
+        if self.colour:
+            col = torch.cat([c[-1] for c in chunks])
+            self.col_mean.copy_(col.mean(dim=0, keepdim=True))
+            spread = col.std(dim=0, keepdim=True)
+            self.col_std.copy_(torch.maximum(spread, spread.mean(dim=(2, 3), keepdim=True) * 0.25).clamp_min(0.05))
         self.fit_pixel_stats(images, device)
-        return {"pool": int(pool.shape[0]), "bank": int(chosen.shape[0])}
+        return {"pool": int(pools), "bank": int(banks)}
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         """Indices into ``pool`` of the bank's vectors."""
@@ -88,7 +209,7 @@ class PatchCore(MapModel):
         the vectors taken from that image: leave-one-out, which a memory bank makes cheap. The
         threshold then sees every good image, not only the held-out fifth. Call after the map
         normalization is set, like the scores the graph gives."""
-        if self.bank_origin is None:
+        if self.bank_origins is None:
             raise RuntimeError("out-of-fold scores need the bank's origins: call fit first")
         out = []
         try:
@@ -131,8 +252,9 @@ class NearestNeighbourBaseline(PatchCore):
     family = "knn"
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
-                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1):
-        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours)
+                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1,
+                 scales: str = "joint", fuse: str = "mean", colour: bool = False):
+        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour)
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         if pool.shape[0] <= size:

@@ -15,7 +15,7 @@ from export.onnx_export import OPSET, export_onnx
 TENSORRT_OPS = {
     "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
     "ConstantOfShape", "Conv", "Div", "Exp", "Gather", "Identity", "Log", "MatMul", "Max", "Min",
-    "Mul", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape",
+    "MaxPool", "Mul", "Pad", "Pow", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape",
     "Resize", "Shape", "Slice", "Sqrt", "Sub", "Tanh", "TopK", "Transpose", "Unsqueeze",
 }
 RESIZE_MODES = {b"nearest", b"linear"}
@@ -27,10 +27,15 @@ def _constant_names(graph) -> set[str]:
             | {o for n in graph.node if n.op_type == "Constant" for o in n.output})
 
 
-@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "patchcore", "knn"])
-def test_exported_graph_uses_only_what_tensorrt_parses(family, tmp_path):
+VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("patchcore", {}), ("knn", {}),
+            ("patchcore", {"scales": "separate", "colour": True, "fuse": "calibrated"})]
+
+
+@pytest.mark.parametrize("family,options", VARIANTS, ids=lambda v: v if isinstance(v, str) else
+                         "-".join(map(str, v.values())) or "default")
+def test_exported_graph_uses_only_what_tensorrt_parses(family, options, tmp_path):
     torch.manual_seed(0)
-    extra = {"bank_size": 64} if family in ("patchcore", "knn") else {}
+    extra = {"bank_size": 64, **options} if family in ("patchcore", "knn") else {}
     path = export_onnx(create(family, size=64, **extra), 64, 3, tmp_path / "model.onnx")
     proto = onnx.load(str(path))
     graph = proto.graph

@@ -1,0 +1,77 @@
+"""The memory bank's other designs (export/models/patchcore.py): a bank per teacher stage, the
+local-colour maps, and the calibrated fusion. Each trains, exports to a graph that scores as
+the torch module does, scores its training images leave-one-out, and old checkpoints (saved
+before these options) still rebuild the original design."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from export.models.base import TrainSettings, create, from_config
+from export.onnx_export import export_onnx
+
+OPTIONS = [dict(scales="separate"), dict(colour=True, fuse="max"),
+           dict(scales="separate", colour=True, fuse="calibrated")]
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, 64, 64, generator=g) * 120 + 60
+    return (base + torch.randn(n, 3, 64, 64, generator=g) * 12).clamp(0, 255)
+
+
+def _fitted(options):
+    torch.manual_seed(0)
+    model = create("patchcore", size=64, bank_size=48, **options)
+    train, hold = _images(6, 1), _images(3, 2)
+    model.fit(train, TrainSettings(size=64, steps=48))
+    model.eval()
+    model.set_map_normalization(model.raw_maps(hold))
+    model.fit_fusion(train, hold)
+    return model, train
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_a_variant_exports_and_scores_as_the_module_does(options, tmp_path):
+    model, train = _fitted(options)
+    assert model.n_maps == (3 if options.get("scales") == "separate" else 1) + (2 if options.get("colour") else 0)
+    x = _images(2, 3)
+    with torch.no_grad():
+        ref_map, ref_score = model(x)
+    path = export_onnx(model, 64, 3, tmp_path / "model.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    nhwc = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    with torch.no_grad():  # the graph sees uint8: compare against the module on the same pixels
+        ref_map, ref_score = model(torch.from_numpy(nhwc).permute(0, 3, 1, 2).float())
+    out_map, out_score = sess.run(None, {"image": nhwc})
+    scale = float(ref_map.abs().max()) + 1e-6
+    assert np.abs(out_score - ref_score.numpy()).max() < 1e-4 * scale + 1e-5
+    assert np.abs(out_map.reshape(ref_map.shape) - ref_map.numpy()).max() < 1e-4 * scale + 1e-5
+    oof = model.out_of_fold_scores(train)
+    assert oof.shape == (6,) and torch.isfinite(oof).all()
+
+
+def test_the_colour_map_sees_a_stain_the_features_are_blind_to():
+    model, _ = _fitted(dict(colour=True, fuse="calibrated"))
+    good = _images(1, 4)
+    stained = good.clone()
+    stained[:, :, 20:40, 20:40] += torch.tensor([20.0, 10.0, -15.0]).view(1, 3, 1, 1)  # a tint, no texture
+    with torch.no_grad():
+        maps_good, maps_stain = model._normalized(good), model._normalized(stained)
+    colour, place = model.n_maps - 2, model.n_maps - 1
+    for k in (colour, place):  # both colour maps rise where the tint is
+        assert maps_stain[0, k, 24:36, 24:36].mean() > maps_good[0, k, 24:36, 24:36].mean() + 0.05
+
+
+def test_a_checkpoint_from_before_the_options_rebuilds_the_original_design():
+    old = {"size": 64, "backbone": "lite0", "backbone_weights": None, "bank_size": 16, "blur_sigma": 4.0}
+    model = from_config("patchcore", old)
+    assert (model.scales, model.fuse, model.colour, model.neighbours) == ("joint", "mean", False, 1)
+    assert model.n_maps == 1 and "img_mid" not in model.state_dict() and "bank_1" not in model.state_dict()
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(ValueError, match="scales"):
+        create("patchcore", size=64, bank_size=16, scales="pyramid")
