@@ -28,8 +28,8 @@ Defect folders (the grade is the file name's prefix, g1 hardest; per grade 6 ima
     particle   a hole or a foreign particle of 3 / 5 / 8 px
     component  (board only) a part moved by 4 / 8 px, or missing
 
-Train and test images of a photographed surface come from disjoint halves of the photograph;
-every image, good or not, gets the same camera nuisance: position, rotation (±3°), exposure,
+Train and test images of a photographed surface come from the even and odd cells of a
+checkerboard laid over the photograph (see ``Photo``); every image, good or not, gets the same camera nuisance: position, rotation (±3°), exposure,
 sensor noise and JPEG at quality 85-95.
 """
 from __future__ import annotations
@@ -116,14 +116,29 @@ def _wallpaper(root: Path, name: str) -> Path:
     return Path(max(files, key=os.path.getsize))
 
 
+CELL = 340  # the checkerboard that keeps train and test views apart (px of the scaled photo)
+
+
 @dataclass
 class Photo:
-    """A source image and the rows/columns (fractions) that train and test crops come from."""
+    """A source image, the rows (fractions) views come from, and how train and test views are
+    kept apart. A photograph is cut into a checkerboard of CELL-pixel cells: train views lie
+    inside the even cells, test views inside the odd ones, so both see every part of the
+    photograph (its focus, its light) and no test view shares a pixel with a training view.
+    (Halves, left for train and right for test, made every good test image of the meadow look
+    anomalous: a photograph's halves differ.) A tiled pattern repeats: ``tiled`` views may lie
+    anywhere."""
     image: np.ndarray
     rows: tuple[float, float] = (0.0, 1.0)
-    train_cols: tuple[float, float] = (0.0, 0.52)
-    test_cols: tuple[float, float] = (0.56, 1.0)
-    forbidden: np.ndarray | None = None  # pixels no crop may contain (another object in the scene)
+    tiled: bool = False
+    forbidden: np.ndarray | None = None  # pixels no view may contain (another object in the scene)
+
+    def cells(self, split: str) -> list[tuple[int, int]]:
+        """Top-left corners of the split's cells inside the rows."""
+        h, w = self.image.shape[:2]
+        top, bottom = int(self.rows[0] * h), int(self.rows[1] * h)
+        return [(y, x) for i, y in enumerate(range(top, bottom - CELL + 1, CELL))
+                for j, x in enumerate(range(0, w - CELL + 1, CELL)) if (i + j) % 2 == (split != "train")]
 
 
 def load_photos(root: Path) -> dict[str, Photo]:
@@ -133,18 +148,14 @@ def load_photos(root: Path) -> dict[str, Photo]:
     hsv = cv2.cvtColor(moss.astype(np.uint8), cv2.COLOR_RGB2HSV)
     orange = (hsv[..., 0] < 25) & (hsv[..., 1] > 120) & (hsv[..., 2] > 90)  # the one that stands out
     orange = cv2.dilate(orange.astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
-    tiled_all = (0.0, 1.0)
     return {
-        "wood": Photo(_read(share / "backgrounds/mate/nature/Wood.jpg", 0.75), rows=(0.3, 0.7)),
-        "grass": Photo(_read(share / "backgrounds/mate/nature/GreenMeadow.jpg", 0.6)),
-        "fabric": Photo(_tiled(_gimp_pattern(pat / "Fabric/burlap.pat"), 1.5), train_cols=tiled_all,
-                        test_cols=tiled_all),
-        "brushed": Photo(_tiled(_gimp_pattern(pat / "Paper/paper.pat"), 1.25), train_cols=tiled_all,
-                         test_cols=tiled_all),
-        "pebbles": Photo(_read(_wallpaper(root, "EveningGlow")), rows=(0.75, 1.0)),
+        "wood": Photo(_read(share / "backgrounds/mate/nature/Wood.jpg", 0.75), rows=(0.25, 0.75)),
+        "grass": Photo(_read(share / "backgrounds/mate/nature/GreenMeadow.jpg", 0.85)),
+        "fabric": Photo(_tiled(_gimp_pattern(pat / "Fabric/burlap.pat"), 1.5), tiled=True),
+        "brushed": Photo(_tiled(_gimp_pattern(pat / "Paper/paper.pat"), 1.25), tiled=True),
+        "pebbles": Photo(_read(_wallpaper(root, "EveningGlow")), rows=(0.78, 1.0)),
         "moss": Photo(moss, forbidden=orange),
-        "board": Photo(_tiled(_gimp_pattern(pat / "Legacy/3dgreen.pat"), 1.0, 600), train_cols=tiled_all,
-                       test_cols=tiled_all),
+        "board": Photo(_tiled(_gimp_pattern(pat / "Legacy/3dgreen.pat"), 1.0, 600), tiled=True),
     }
 
 
@@ -179,21 +190,23 @@ def _rng(*keys: object) -> np.random.Generator:
 
 def _crop(photo: Photo, rng: np.random.Generator, split: str, scale: float = 1.0,
           turn: float = 0.0) -> np.ndarray:
-    """A SIZE² view at a random place of the split's region, rotated by the camera's ±3° (and
-    ``turn`` more), at ``scale`` times the photograph's own scale."""
+    """A SIZE² view at a random place of one of the split's cells, turned by the camera's ±3°
+    (and ``turn`` more), at ``scale`` times the photograph's own scale. A view larger than a
+    cell (a texture defect's magnified inset) may come from anywhere in the rows."""
     img = photo.image
     h, w = img.shape[:2]
-    cols = photo.train_cols if split == "train" else photo.test_cols
-    half = SIZE * 0.75 * max(scale, 1.0)  # room for the rotation
-    def place(lo, hi, extent):  # the centre keeps the view inside its region and the photograph
-        lo, hi = max(lo + SIZE / 2, half), min(hi - SIZE / 2, extent - half)
-        return rng.uniform(lo, hi) if lo < hi else (lo + hi) / 2
-
+    reach = SIZE / 2 * max(scale, 1.0) * 1.08  # half the footprint, with room for the rotation
+    top, bottom = photo.rows[0] * h, photo.rows[1] * h
+    if photo.tiled or 2 * reach > CELL:
+        box = [(top, 0.0, bottom - top, float(w))]
+    else:
+        box = [(y, x, CELL, CELL) for y, x in photo.cells(split)]
     for _ in range(200):
-        cx = place(cols[0] * w, cols[1] * w, w)
-        cy = place(photo.rows[0] * h, photo.rows[1] * h, h)
-        if photo.forbidden is None or not photo.forbidden[int(cy - half):int(cy + half),
-                                                          int(cx - half):int(cx + half)].any():
+        y0, x0, bh, bw = box[int(rng.integers(len(box)))]
+        cy = y0 + rng.uniform(min(reach, bh / 2), max(bh - reach, bh / 2))
+        cx = x0 + rng.uniform(min(reach, bw / 2), max(bw - reach, bw / 2))
+        if photo.forbidden is None or not photo.forbidden[int(cy - reach):int(cy + reach),
+                                                          int(cx - reach):int(cx + reach)].any():
             break
     angle = rng.uniform(-3, 3) + turn
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0 / scale)

@@ -1,0 +1,129 @@
+"""Which memory-bank maps, fused how, find the hard benchmark's defects. One fit per surface of
+each bank design gives every map; the fusions are then scored from the same maps, so the table
+compares like with like. Torch only, no export: it ranks designs; bench/quality.py measures the
+bundle that ships.
+
+    python bench/patchcore_study.py --data var/hard --surfaces wood grass fabric brushed pebbles board
+
+Maps: ``joint`` (the three teacher stages joined at stride 8, one bank: the shipped design),
+``s4``/``s8``/``s16`` (a bank per stage at its own stride), ``colour`` (a bank of local mean
+colours, exposure offset removed) and ``place`` (each local colour against its location's
+normal mean and spread). Fusions: ``mean`` and ``max`` of the pixel-normalized maps (what the
+graph does today), and ``calibrated``: each map divided by the spread of its own image maxima
+on the held-out good images, then the maximum (a defect any one map is sure of stands out,
+whatever the other maps' noise).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_ad.evaluation.dataset import test_set  # noqa: E402
+from edge_ad.evaluation.metrics import auroc  # noqa: E402
+from export.bundle_writer import fold_map_normalization  # noqa: E402
+from export.data import load_images, normal_images, split_holdout  # noqa: E402
+from export.models.base import TrainSettings, create  # noqa: E402
+
+SUBSETS = {
+    "joint (shipped)": ["joint"],
+    "s4+s8+s16": ["s4", "s8", "s16"],
+    "joint+colour": ["joint", "colour"],
+    "joint+place": ["joint", "place"],
+    "joint+colour+place": ["joint", "colour", "place"],
+    "s4+s8+s16+colour+place": ["s4", "s8", "s16", "colour", "place"],
+    "joint+s4+colour+place": ["joint", "s4", "colour", "place"],
+}
+FUSIONS = ("mean", "max", "calibrated")
+
+
+def _maps(model, x: torch.Tensor) -> torch.Tensor:
+    """(N, k, H, W) pixel-normalized maps, as the graph computes them before fusing."""
+    with torch.no_grad():
+        out = []
+        for i in range(0, len(x), 8):
+            raw = model._raw_map(x[i:i + 8])
+            out.append((raw - model.q_a) / (model.q_b - model.q_a) * 0.1)
+        return torch.cat(out)
+
+
+def surface_maps(surface: Path, bank: int) -> tuple[dict, dict, np.ndarray, list]:
+    """Every map of every test and held-out image: {name: (N, H, W)}, for both splits."""
+    paths = normal_images(surface)
+    train_p, hold_p = split_holdout(paths, 0)
+    as_t = lambda u8: torch.from_numpy(u8).permute(0, 3, 1, 2).float()  # noqa: E731
+    train, hold_u8 = as_t(load_images(train_p, 256, 3)), load_images(hold_p, 256, 3)
+    samples = test_set(surface)
+    test = as_t(load_images([s.path for s in samples], 256, 3))
+    test_maps, hold_maps = {}, {}
+    for names, spec in ((["joint"], {}), (["s4", "s8", "s16", "colour", "place"], dict(scales="separate", colour=True))):
+        torch.manual_seed(0)
+        model = create("patchcore", size=256, bank_size=bank, **spec)
+        model.fit(train, TrainSettings(steps=bank), None)
+        model.eval()
+        fold_map_normalization(model, hold_u8)
+        t, h = _maps(model, test), _maps(model, as_t(hold_u8))
+        for k, name in enumerate(names):
+            test_maps[name], hold_maps[name] = t[:, k].numpy(), h[:, k].numpy()
+    labels = np.array([s.is_defect for s in samples])
+    return test_maps, hold_maps, labels, samples
+
+
+def fused_scores(test_maps: dict, hold_maps: dict, names: list[str], fusion: str) -> np.ndarray:
+    stack = np.stack([test_maps[n] for n in names], 1)  # (N, k, H, W)
+    if fusion == "mean":
+        return stack.mean(1).max(axis=(1, 2))
+    if fusion == "max":
+        return stack.max(axis=(1, 2, 3))
+    # calibrated: each map's image maxima on held-out good images set its scale
+    scaled = []
+    for k, n in enumerate(names):
+        hold_max = hold_maps[n].max(axis=(1, 2))
+        mid, spread = np.median(hold_max), hold_max.std() + 1e-6
+        scaled.append((stack[:, k].max(axis=(1, 2)) - mid) / spread)
+    return np.max(scaled, axis=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="var/hard")
+    ap.add_argument("--surfaces", nargs="*", default=["wood", "grass", "fabric", "brushed", "pebbles", "board"])
+    ap.add_argument("--bank", type=int, default=4096)
+    args = ap.parse_args()
+    results: dict[tuple[str, str], dict[str, dict]] = {}
+    for surface in args.surfaces:
+        test_maps, hold_maps, labels, samples = surface_maps(Path(args.data) / surface, args.bank)
+        kinds = sorted({s.defect for s in samples} - {"good"})
+        for (subset, names), fusion in itertools.product(SUBSETS.items(), FUSIONS):
+            if len(names) == 1 and fusion != "mean":
+                continue
+            scores = fused_scores(test_maps, hold_maps, names, fusion)
+            row = {"image": auroc(labels, scores)}
+            for k in kinds:
+                keep = np.array([s.defect in ("good", k) for s in samples])
+                row[k] = auroc(labels[keep], scores[keep])
+            results.setdefault((subset, fusion), {})[surface] = row
+        print(json.dumps({"surface": surface, **{f"{a} {b}": round(r[surface]["image"], 3)
+                                                  for (a, b), r in results.items()}}), flush=True)
+    kinds = sorted({k for r in results.values() for v in r.values() for k in v} - {"image"})
+    print("\n| maps | fusion | mean image AUROC | " + " | ".join(kinds) + " | hardest |")
+    print("|---|---|---|" + "---|" * len(kinds) + "---|")
+    for (subset, fusion), per in results.items():
+        rows = list(per.values())
+        means = {k: statistics.mean(r[k] for r in rows if k in r) for k in kinds}
+        worst = min(means, key=means.get)
+        print(f"| {subset} | {fusion} | {statistics.mean(r['image'] for r in rows):.3f} | "
+              + " | ".join(f"{means[k]:.3f}" for k in kinds) + f" | {worst} {means[worst]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
