@@ -3,10 +3,10 @@ each bank design gives every map; the fusions are then scored from the same maps
 compares like with like. Torch only, no export: it ranks designs; bench/quality.py measures the
 bundle that ships.
 
-    python bench/patchcore_study.py --data var/hard --surfaces wood grass fabric brushed pebbles board
+    python bench/patchcore_study.py --data var/hard --surfaces wood grass fabric brushed beans board
 
 Maps: ``joint`` (the three teacher stages joined at stride 8, one bank: the shipped design),
-``s4``/``s8``/``s16`` (a bank per stage at its own stride), ``colour`` (a bank of local mean
+``s4``/``s8``/``s16`` (with ``--separate``: a bank per stage at its own stride), ``colour`` (a bank of local mean
 colours, exposure offset removed) and ``place`` (each local colour against its location's
 normal mean and spread). Fusions: ``mean`` and ``max`` of the pixel-normalized maps (what the
 graph does today), and ``calibrated``: each map divided by the spread of its own image maxima
@@ -36,10 +36,17 @@ from export.models.base import TrainSettings, create  # noqa: E402
 
 SUBSETS = {
     "joint (shipped)": ["joint"],
-    "s4+s8+s16": ["s4", "s8", "s16"],
     "joint+colour": ["joint", "colour"],
     "joint+place": ["joint", "place"],
     "joint+colour+place": ["joint", "colour", "place"],
+}
+FLOOR_SUBSETS = {  # with --floor: the knn floor's random bank instead of the coreset
+    "random (the knn floor)": ["random"],
+    "random+colour+place": ["random", "random colour", "place"],
+    "random+place": ["random", "place"],
+}
+SEPARATE_SUBSETS = {  # with --separate: a second fit, a bank per stage
+    "s4+s8+s16": ["s4", "s8", "s16"],
     "s4+s8+s16+colour+place": ["s4", "s8", "s16", "colour", "place"],
     "joint+s4+colour+place": ["joint", "s4", "colour", "place"],
 }
@@ -56,7 +63,7 @@ def _maps(model, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(out)
 
 
-def surface_maps(surface: Path, bank: int) -> tuple[dict, dict, np.ndarray, list]:
+def surface_maps(surface: Path, bank: int, separate: bool, floor: bool = False) -> tuple[dict, dict, np.ndarray, list]:
     """Every map of every test and held-out image: {name: (N, H, W)}, for both splits."""
     paths = normal_images(surface)
     train_p, hold_p = split_holdout(paths, 0)
@@ -65,9 +72,15 @@ def surface_maps(surface: Path, bank: int) -> tuple[dict, dict, np.ndarray, list
     samples = test_set(surface)
     test = as_t(load_images([s.path for s in samples], 256, 3))
     test_maps, hold_maps = {}, {}
-    for names, spec in ((["joint"], {}), (["s4", "s8", "s16", "colour", "place"], dict(scales="separate", colour=True))):
+    designs = [(["joint", "colour", "place"], dict(colour=True))]
+    if floor:  # the same maps on the floor's bank: 4096 patches drawn at random, one neighbour
+        designs = [(["random", "random colour", "place"], dict(family="knn", colour=True))]
+    if separate:
+        designs.append((["s4", "s8", "s16"], dict(scales="separate")))
+    for names, spec in designs:
         torch.manual_seed(0)
-        model = create("patchcore", size=256, bank_size=bank, **spec)
+        spec = dict(spec)
+        model = create(spec.pop("family", "patchcore"), size=256, bank_size=bank, **spec)
         model.fit(train, TrainSettings(steps=bank), None)
         model.eval()
         fold_map_normalization(model, hold_u8)
@@ -96,24 +109,38 @@ def fused_scores(test_maps: dict, hold_maps: dict, names: list[str], fusion: str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="var/hard")
-    ap.add_argument("--surfaces", nargs="*", default=["wood", "grass", "fabric", "brushed", "pebbles", "board"])
+    ap.add_argument("--surfaces", nargs="*", default=["wood", "grass", "fabric", "brushed", "beans", "board"])
     ap.add_argument("--bank", type=int, default=4096)
+    ap.add_argument("--separate", action="store_true", help="also the bank-per-stage design (a slow second fit)")
+    ap.add_argument("--floor", action="store_true", help="the colour maps on the knn floor's random bank instead")
+    ap.add_argument("--out", default="var/study", help="each surface's figures are kept here and reused")
     args = ap.parse_args()
+    subsets = FLOOR_SUBSETS if args.floor else {**SUBSETS, **(SEPARATE_SUBSETS if args.separate else {})}
     results: dict[tuple[str, str], dict[str, dict]] = {}
     for surface in args.surfaces:
-        test_maps, hold_maps, labels, samples = surface_maps(Path(args.data) / surface, args.bank)
-        kinds = sorted({s.defect for s in samples} - {"good"})
-        for (subset, names), fusion in itertools.product(SUBSETS.items(), FUSIONS):
-            if len(names) == 1 and fusion != "mean":
-                continue
-            scores = fused_scores(test_maps, hold_maps, names, fusion)
-            row = {"image": auroc(labels, scores)}
-            for k in kinds:
-                keep = np.array([s.defect in ("good", k) for s in samples])
-                row[k] = auroc(labels[keep], scores[keep])
+        cache = Path(args.out) / f"{surface}{'-separate' if args.separate else ''}{'-floor' if args.floor else ''}.json"
+        if cache.is_file():
+            per = json.loads(cache.read_text())
+        else:
+            test_maps, hold_maps, labels, samples = surface_maps(Path(args.data) / surface, args.bank,
+                                                                 args.separate, args.floor)
+            kinds = sorted({s.defect for s in samples} - {"good"})
+            per = {}
+            for (subset, names), fusion in itertools.product(subsets.items(), FUSIONS):
+                if len(names) == 1 and fusion != "mean":
+                    continue
+                scores = fused_scores(test_maps, hold_maps, names, fusion)
+                row = {"image": auroc(labels, scores)}
+                for k in kinds:
+                    keep = np.array([s.defect in ("good", k) for s in samples])
+                    row[k] = auroc(labels[keep], scores[keep])
+                per[f"{subset}|{fusion}"] = row
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(per, indent=1))
+        for key, row in per.items():
+            subset, fusion = key.split("|")
             results.setdefault((subset, fusion), {})[surface] = row
-        print(json.dumps({"surface": surface, **{f"{a} {b}": round(r[surface]["image"], 3)
-                                                  for (a, b), r in results.items()}}), flush=True)
+        print(json.dumps({"surface": surface, **{k: round(v["image"], 3) for k, v in per.items()}}), flush=True)
     kinds = sorted({k for r in results.values() for v in r.values() for k in v} - {"image"})
     print("\n| maps | fusion | mean image AUROC | " + " | ".join(kinds) + " | hardest |")
     print("|---|---|---|" + "---|" * len(kinds) + "---|")
