@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_ad.errors import EdgeAdError
 from edge_ad.parity import TOLERANCES
 
-FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn")
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "fused")
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     for category in args.categories:
         for family in args.families:
             run = Path(args.out) / f"{family}_{category}"
-            steps = None if family in ("patchcore", "knn") else args.steps
+            steps = None if family in ("patchcore", "knn", "fused") else args.steps
             try:
                 train(family, Path(args.data) / category, run, size=args.size, steps=steps, seed=0)
                 manifest = json.loads((run / "bundle" / "manifest.json").read_text())

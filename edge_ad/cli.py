@@ -11,7 +11,7 @@ from . import __version__
 from .errors import EdgeAdError
 
 # knn is the nearest-neighbour baseline the others are measured against
-FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn")
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "fused")
 # the family that measured best on the quality benchmark (docs/benchmarks.md#model-families)
 DEFAULT_FAMILY = "patchcore"
 BACKBONES = ("lite0", "lite1", "lite2")

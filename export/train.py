@@ -18,7 +18,8 @@ from .models.base import TrainSettings, create, from_config
 log = logging.getLogger(__name__)
 
 # Gradient steps for learned families; for patchcore (and the knn baseline) the bank size.
-DEFAULT_STEPS = {"efficientad": 600, "rd": 600, "fastflow": 600, "patchcore": 4096, "knn": 4096}
+BANK_FAMILIES = ("patchcore", "knn", "fused")  # --steps is their bank size
+DEFAULT_STEPS = {"efficientad": 600, "rd": 600, "fastflow": 600, "patchcore": 4096, "knn": 4096, "fused": 4096}
 
 
 def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
@@ -46,7 +47,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
                              seed=seed, device=device, backbone=backbone,
                              backbone_weights=str(Path(backbone_weights).resolve()) if backbone_weights else None)
-    extra = {"bank_size": settings.steps} if family in ("patchcore", "knn") else {}
+    extra = {"bank_size": settings.steps} if family in BANK_FAMILIES else {}
     if family == "efficientad":
         extra["autoencoder"] = autoencoder
     elif not autoencoder:
