@@ -255,7 +255,9 @@ def test_a_large_legal_upload_does_not_block_polling(service):
         assert get(srv.url + "/v1/result")[0] == 200
         worst = max(worst, time.perf_counter() - t0)
     assert result["status"] == 200
-    assert worst < 0.5, f"a poll took {worst:.2f} s while the upload decoded"
+    # measured: 0.020 s worst with the decode off the loop, 0.50-0.67 s on the loop (the code
+    # before the fix, which a 0.5 s bound caught in only 3 of 4 runs)
+    assert worst < 0.25, f"a poll took {worst:.2f} s while the upload decoded"
 
 
 def test_manifest_is_readable_by_other_users(bundle_dir, tmp_path):
