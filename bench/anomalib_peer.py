@@ -78,7 +78,7 @@ class Lite0Stages(Lite0Layers):
         return [feats[1], feats[2], feats[3]]
 
 
-def fastflow(steps_per_epoch_batch: int = 32, epochs: int = 100):
+def fastflow():
     """anomalib's FastFlow (8 flow steps, hidden ratio 1, 3x3 and 1x1 convolutions alternating,
     its LayerNorm per stage) rebuilt for Lite0's stages (24, 40, 80 channels at strides 4, 8,
     16), trained as its Lightning module does: Adam, lr 1e-3, weight decay 1e-5, its loss."""

@@ -175,14 +175,14 @@ class PatchCore(MapModel):
         self.to(device)
         chunks = [self._stage_features(images[i:i + 8].to(device)) for i in range(0, len(images), 8)]
         self.bank_origins, pools, banks = [], 0, 0
-        for j in range(len(self._channels)):
+        banks_n = len(self._channels)  # the caller's bar counts one bank's steps: share it
+        for j in range(banks_n):
             feats = torch.cat([c[j] for c in chunks])
             mean, std = self._buf("f_mean", j), self._buf("f_std", j)
             mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
             std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
             pool = ((feats - mean) / std).permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
             size = self._buf("bank", j).shape[0]
-            banks_n = len(self._channels)  # the caller's bar counts one bank's steps: share it
             report = None if progress is None else (
                 lambda step, value, j=j: progress((j * size + step) // banks_n, value))
             picked = self.select(pool, size, settings.seed, report)
