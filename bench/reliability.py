@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_ad.config import build_config  # noqa: E402
-from edge_ad.metrics import Metrics  # noqa: E402
+from edge_ad.prometheus import Metrics  # noqa: E402
 from edge_ad.server.app import make_app  # noqa: E402
 from edge_ad.server.slow_clients import guarded_runner  # noqa: E402
-from edge_ad.service import build_pipeline  # noqa: E402
+from edge_ad.assembly import build_pipeline  # noqa: E402
 from tests.integration.helpers import png_of_size as png  # noqa: E402
 
 CONTROL, LINE = "bench-control-token-0123456789", "bench-line-token-0123456789"
@@ -152,14 +152,14 @@ def _process_usage() -> tuple[int, int, float]:
 def _gst_pipeline(ctx, sources: dict):
     from edge_ad.bundle import load_bundle
     from edge_ad.engines import create_engine
-    from edge_ad.inspector import Inspector
     from edge_ad.pipeline.results import ResultStore
     from edge_ad.pipeline.service import Pipeline
+    from edge_ad.pipeline.worker import Model
 
     bundle = load_bundle(ctx.bundle)
     engine = create_engine(bundle)
     store = ResultStore(100_000)
-    return Pipeline(engine, Inspector(engine, bundle.manifest), sources, Metrics(), store), store
+    return Pipeline(Model.of(engine, bundle.manifest), sources, store, Metrics()), store
 
 
 class RtspCamera:
@@ -182,7 +182,7 @@ class RtspCamera:
 
 def _cycles(ctx, count: int):
     """Kill and restart the camera ``count`` times: down within 2 s, back within 10 s each."""
-    from edge_ad.sources.base import open_source
+    from edge_ad.sources.registry import open_source
 
     camera = RtspCamera()
     camera.start()
@@ -521,7 +521,7 @@ def f20_result_rate(ctx):
 def f06_bus_errors(ctx):
     from gi.repository import GLib
 
-    from edge_ad.sources.base import open_source
+    from edge_ad.sources.registry import open_source
     from edge_ad.sources.gst import gst_module
 
     Gst = gst_module()

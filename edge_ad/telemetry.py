@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 
-from .metrics import Metrics
+from .prometheus import Metrics
 
 log = logging.getLogger(__name__)
 

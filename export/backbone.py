@@ -172,3 +172,26 @@ def load_backbone(variant: str = "lite0", weights: str | Path | None = None) -> 
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+TEACHER_STAGES = (1, 2, 3)  # EfficientNet-Lite stages at stride 4, 8, 16
+
+
+class Teacher(nn.Module):
+    """The frozen pretrained feature extractor every family shares: stride-4, 8 and 16 stages
+    concatenated at stride 8, each location describing a small patch."""
+
+    def __init__(self, variant: str, weights: str | None):
+        super().__init__()
+        self.backbone = load_backbone(variant, weights)
+        self.channels = sum(self.backbone.stage_channels[i] for i in TEACHER_STAGES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone.features(self.backbone.normalize(x), upto_stage=max(TEACHER_STAGES))
+        s4, s8, s16 = (feats[i] for i in TEACHER_STAGES)
+        # Static factors (input size is a multiple of 32): plain AveragePool/Resize in ONNX.
+        s4 = F.avg_pool2d(s4, 2)
+        s16 = F.interpolate(s16, scale_factor=2.0, mode="bilinear", align_corners=False)
+        f = torch.cat([s4, s8, s16], dim=1)
+        # Neighbourhood aggregation: each location describes a small patch, not one pixel.
+        return F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False)

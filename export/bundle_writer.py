@@ -21,7 +21,7 @@ from edge_ad.bundle import (InputSpec, Manifest, Normalization, Provenance, Thre
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
 from edge_ad.parity import compare
-from edge_ad.quality import reference_stats
+from edge_ad.decision.quality import reference_stats
 
 from .calibrate import margin_warning, normal_only_thresholds
 from .onnx_export import BundleGraph, export_onnx

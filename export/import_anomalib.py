@@ -27,7 +27,7 @@ from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
 from edge_ad.imageio import read_image, to_model_input
 from edge_ad.parity import compare
-from edge_ad.quality import reference_stats
+from edge_ad.decision.quality import reference_stats
 
 from .bundle_writer import _save_calibration_images
 from .calibrate_cmd import _images, calibrate

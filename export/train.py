@@ -13,13 +13,10 @@ from tqdm import tqdm
 
 from .bundle_writer import fold_map_normalization, write_bundle
 from .data import data_hash, load_images, normal_images, split_holdout
-from .models.base import TrainSettings, create, from_config
+from .models.base import TrainSettings, create, family_class, from_config
 
 log = logging.getLogger(__name__)
 
-# Gradient steps for learned families; for patchcore (and the knn baseline) the bank size.
-BANK_FAMILIES = ("patchcore", "knn", "fused")  # --steps is their bank size
-DEFAULT_STEPS = {"efficientad": 600, "rd": 600, "fastflow": 600, "patchcore": 4096, "knn": 4096, "fused": 4096}
 
 
 def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
@@ -44,10 +41,11 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
         raise EdgeAdError(f"--size {size}: use a multiple of 32 between 64 and 1024")
     paths = normal_images(data)
     train_paths, hold_paths = split_holdout(paths, seed)
-    settings = TrainSettings(size=size, steps=steps or DEFAULT_STEPS.get(family, 300),
+    cls = family_class(family)
+    settings = TrainSettings(size=size, steps=steps or cls.default_steps,
                              seed=seed, device=device, backbone=backbone,
                              backbone_weights=str(Path(backbone_weights).resolve()) if backbone_weights else None)
-    extra = {"bank_size": settings.steps} if family in BANK_FAMILIES else {}
+    extra = {"bank_size": settings.steps} if cls.bank_family else {}
     if family == "efficientad":
         extra["autoencoder"] = autoencoder
     elif not autoencoder:

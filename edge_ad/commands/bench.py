@@ -4,11 +4,18 @@ Phases: (1) raw — the engine alone, one frame per call, back to back; (2) thro
 pipeline fed by a source twice as fast as the engine, so the worker is never idle (served fps
 ÷ raw fps shows what capture, decision and publishing cost); (3) latency — a source at half the
 engine's rate, so frames never queue (end-to-end p99 ÷ engine p99 shows the same for one frame).
+
+In phase 3 the pipeline's own CPU time is counted too: every thread it starts (capture, worker,
+supervisor, publishers), read from /proc, less what the worker thread spent inside engine calls.
+Per frame and divided by the engine's median latency, it is what the pipeline costs the engine,
+and unlike the fps ratios it does not move when a neighbour takes a core.
 """
 from __future__ import annotations
 
 import json
+import os
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -16,12 +23,13 @@ import numpy as np
 
 from ..bundle import load_bundle
 from ..engines import create_engine
-from ..inspector import Inspector
-from ..metrics import Metrics
+from ..pipeline.inspector import Inspector
+from ..prometheus import Metrics
 from ..pipeline.results import ResultStore
-from ..pipeline.service import Pipeline
-from ..sources.base import open_source
-from ..quality import QualityLimits
+from ..pipeline.service import Pipeline, PipelineOptions
+from ..pipeline.worker import Model
+from ..sources.registry import open_source
+from ..decision.quality import QualityLimits
 from ..sources.memory import MemorySource
 
 
@@ -60,25 +68,47 @@ def _raw(engine, batch, seconds) -> tuple[list[float], str]:
     return lat, provider
 
 
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu_s(exclude: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every Python thread of this process but ``exclude``."""
+    out = {}
+    for t in threading.enumerate():
+        if t.native_id is None or t.native_id == exclude:
+            continue
+        try:
+            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile, or not Linux
+            continue
+        out[t.native_id] = (int(fields[11]) + int(fields[12])) * _TICK_S
+    return out
+
+
 def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
-    """The pipeline fed at ``fps``: results per second and per-result end-to-end seconds."""
+    """The pipeline fed at ``fps``: results per second, per-result end-to-end seconds, and the
+    pipeline's own CPU seconds per result (outside engine calls)."""
     store = ResultStore(1_000_000)
-    pipe = Pipeline(engine, inspector, {"bench": MemorySource(frames, fps)}, Metrics(), store,
-                    quality=QualityLimits())  # as served: the guard looks at every frame
+    pipe = Pipeline(Model(engine, inspector, None, {"name": inspector.manifest.name}),
+                    {"bench": MemorySource(frames, fps)}, store, Metrics(),
+                    PipelineOptions(quality=QualityLimits()))  # as served: the guard looks at every frame
     pipe.start()
     try:
-        if not pipe.engine_ready.wait(60):
-            raise RuntimeError(pipe.engine_error or "engine did not start")
+        if not pipe.worker.ready.wait(60):
+            raise RuntimeError(pipe.worker.error or "engine did not start")
         time.sleep(warmup_s)
-        first = store.last_seq
+        me = threading.get_native_id()
+        first, cpu0, engine0 = store.last_seq, _thread_cpu_s(me), pipe.worker.engine_cpu_s
         t0 = time.perf_counter()
         time.sleep(seconds)
-        last = store.last_seq
+        last, cpu1, engine1 = store.last_seq, _thread_cpu_s(me), pipe.worker.engine_cpu_s
         elapsed = time.perf_counter() - t0
     finally:
         pipe.stop()
     results = store.after(first, last - first)
-    return (last - first) / elapsed, [r.latency_ms["end_to_end"] / 1000.0 for r in results]
+    own = sum(cpu1[t] - cpu0.get(t, 0.0) for t in cpu1) - (engine1 - engine0)
+    return ((last - first) / elapsed, [r.latency_ms["end_to_end"] / 1000.0 for r in results],
+            own / max(1, last - first))
 
 
 def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: str | None,
@@ -94,16 +124,20 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
     for r in range(rounds):
         lat, provider = _raw(engine, batch, seconds)
         raw_fps = len(lat) / sum(lat)
-        served_fps, _ = _served(engine, inspector, frames, 2.0 * raw_fps, seconds)
-        _, e2e = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
+        served_fps, _, _ = _served(engine, inspector, frames, 2.0 * raw_fps, seconds)
+        _, e2e, own_cpu_s = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
         row = {"raw_fps": raw_fps, "served_fps": served_fps, "served_over_raw_fps": served_fps / raw_fps,
                "engine_p50_ms": _pct(lat, 50), "engine_p99_ms": _pct(lat, 99),
-               "e2e_p50_ms": _pct(e2e, 50), "e2e_p99_ms": _pct(e2e, 99)}
+               "e2e_p50_ms": _pct(e2e, 50), "e2e_p99_ms": _pct(e2e, 99),
+               "pipeline_cpu_ms_per_frame": own_cpu_s * 1000.0}
         row["e2e_p99_over_engine_p99"] = row["e2e_p99_ms"] / row["engine_p99_ms"]
+        row["pipeline_cpu_over_engine"] = row["pipeline_cpu_ms_per_frame"] / row["engine_p50_ms"]
         rows.append(row)
         print(f"round {r + 1}/{rounds}: raw {raw_fps:.1f} fps, served {served_fps:.1f} fps "
               f"(x{row['served_over_raw_fps']:.3f}), engine p99 {row['engine_p99_ms']:.2f} ms, "
-              f"e2e p99 {row['e2e_p99_ms']:.2f} ms (x{row['e2e_p99_over_engine_p99']:.3f})", flush=True)
+              f"e2e p99 {row['e2e_p99_ms']:.2f} ms (x{row['e2e_p99_over_engine_p99']:.3f}), pipeline CPU "
+              f"{row['pipeline_cpu_ms_per_frame']:.3f} ms/frame ({100 * row['pipeline_cpu_over_engine']:.1f} % "
+              "of the engine's time)", flush=True)
     figures = {"bundle": str(bundle.path), "provider": provider,
                "input": f"{bundle.manifest.input.width}x{bundle.manifest.input.height}",
                "frames": len(frames), "rounds": rounds, "seconds_per_phase": seconds,

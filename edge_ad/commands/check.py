@@ -6,7 +6,7 @@ from ..config import load_config
 from ..engines import config_options, create_engine
 from ..platform import detect as detect_platform
 from ..errors import EdgeAdError, SourceError
-from ..sources.base import open_source
+from ..sources.registry import open_source
 
 
 def run_check(config_path: str) -> int:

@@ -12,7 +12,7 @@ from ..bundle import load_bundle
 from ..engines import create_engine
 from ..errors import EdgeAdError, ImageError
 from ..imageio import read_image
-from ..inspector import Inspector
+from ..pipeline.inspector import Inspector
 from ..overlay import render_overlay
 
 

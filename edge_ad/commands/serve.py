@@ -18,12 +18,12 @@ from aiohttp import web
 
 from ..config import build_config, load_config
 from ..errors import BundleError, ConfigError
-from ..metrics import Metrics
+from ..prometheus import Metrics
 from ..server.app import make_app
 from ..server.degraded import REASON, make_degraded_app
 from ..server.keys import DRAIN
 from ..server.slow_clients import guarded_runner
-from ..service import build_pipeline
+from ..assembly import build_service
 from ..soak_leak import start_if_asked as start_soak_leak_if_asked
 
 log = logging.getLogger("edge_ad.serve")
@@ -76,10 +76,10 @@ async def _serve(config, metrics: Metrics) -> int:
         loop.add_signal_handler(sig, stop.set)
     host, port = config.server.host, config.server.port
 
-    pipeline, degraded = None, None
-    while pipeline is None:
+    service, degraded = None, None
+    while service is None:
         try:
-            pipeline = await loop.run_in_executor(None, build_pipeline, config, metrics)
+            service = await loop.run_in_executor(None, build_service, config, metrics)
         except BundleError as exc:  # the model, not the config: alive, not ready, retrying
             metrics.model_load_failures.inc()
             log.error("model not loaded: %s; serving not-ready and retrying in %.0f s", exc, MODEL_RETRY_S)
@@ -95,7 +95,7 @@ async def _serve(config, metrics: Metrics) -> int:
                 continue
     if degraded is not None:
         await degraded.cleanup()
-    app = make_app(pipeline, metrics, config.security, config.server)
+    app = make_app(service, metrics, config.security, config.server)
     if not config.security.token:
         log.info("control endpoints (PUT /v1/config/threshold) are disabled until a token is set: "
                  "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle, load_bundle
+from ..plugins import load
 from ..engines import create_engine
 from ..errors import EdgeAdError
 from ..evaluation.dataset import test_set
@@ -60,14 +61,13 @@ def _torch_candidate(bundle: Bundle, checkpoint: Path | None):
     checkpoint = checkpoint or bundle.path.parent / "checkpoint.pt"
     if not checkpoint.is_file():
         return None, f"no checkpoint at {checkpoint}"
+    reference = load("edge_ad.references", "torch")  # the export toolchain's, when installed
+    if reference is None:
+        return None, "the export toolchain is not installed"
     try:
-        from export.bundle_writer import torch_outputs
-        from export.train import load_checkpoint
+        return reference(checkpoint, bundle.manifest.input.channels), None
     except ImportError as exc:
         return None, f"torch is not installed ({exc.name})"
-    model, _ = load_checkpoint(checkpoint)
-    channels = bundle.manifest.input.channels
-    return (lambda images: torch_outputs(model, images, channels)), None
 
 
 def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=("fp32", "fp16", "int8"),
@@ -108,7 +108,8 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
 def _tensorrt_candidate(bundle, precision, images, reference, threshold, scale, labels):
     if importlib.util.find_spec("tensorrt") is None:
         return None, "TensorRT is not installed here; run this on the device"
-    from ..engines.tensorrt import TrtEngine, plan_files
+    from ..engines.tensorrt import TrtEngine
+    from ..engines.tensorrt_build import plan_files
 
     files = plan_files(bundle, device.detect(), precision, None)
     if not files.plan.is_file():

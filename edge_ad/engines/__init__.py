@@ -1,22 +1,35 @@
-"""Engine backends, registered under the key the config uses."""
+"""Engine backends, registered under the key the config uses (``engine.backend``).
+
+A backend is one module with an ``Engine`` subclass that names its constructor options in
+``options``, and one line in ``BACKENDS`` below (the module is imported only when used, so the
+TensorRT bindings are never loaded on a machine that runs ONNX Runtime).
+"""
 from __future__ import annotations
+
+import importlib
 
 from ..bundle import Bundle
 from ..errors import ConfigError
 from .base import Engine
 
+BACKENDS = {  # config key -> "module:class"
+    "onnxruntime": "edge_ad.engines.onnxruntime:OrtEngine",
+    "tensorrt": "edge_ad.engines.tensorrt:TrtEngine",
+}
+
+
+def engine_class(backend: str) -> type[Engine]:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown engine backend {backend!r}; available: {', '.join(BACKENDS)}")
+    module, _, name = BACKENDS[backend].partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def create_engine(bundle: Bundle, backend: str = "onnxruntime", **options) -> Engine:
-    if backend == "onnxruntime":
-        from .onnxruntime import OrtEngine
-
-        return OrtEngine(bundle, **{k: v for k, v in options.items() if k in ("providers", "threads", "spin")})
-    if backend == "tensorrt":
-        from .tensorrt import TrtEngine
-
-        return TrtEngine(bundle, **{k: v for k, v in options.items()
-                                   if k in ("precision", "dla_core", "build_missing", "trt", "cudart")})
-    raise ConfigError(f"unknown engine backend {backend!r}; available: onnxruntime, tensorrt")
+    """The backend's engine for ``bundle``, given the options it takes (others are ignored: the
+    config's ``engine:`` section holds every backend's keys)."""
+    cls = engine_class(backend)
+    return cls(bundle, **{k: v for k, v in options.items() if k in cls.options})
 
 
 def config_options(engine_config) -> dict:
@@ -26,4 +39,4 @@ def config_options(engine_config) -> dict:
             "dla_core": e.dla_core, "build_missing": e.build_missing}
 
 
-__all__ = ["Engine", "create_engine", "config_options"]
+__all__ = ["BACKENDS", "Engine", "config_options", "create_engine", "engine_class"]

@@ -13,16 +13,31 @@ from ..bundle import Bundle
 
 
 class Engine(ABC):
+    """Owns one loaded model on one backend, from ``activate`` to ``deactivate``."""
+
     name: str = ""
+    options: tuple[str, ...] = ()  # the keyword options its constructor takes (engines.create_engine)
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.provider = "inactive"
         self.active = False
 
-    @abstractmethod
     def activate(self) -> None:
-        """Load the model and allocate; afterwards ``infer`` may be called."""
+        """Load, allocate and warm up; afterwards ``infer`` may be called. The order is the same
+        for every backend (a template: backends implement ``_open``): an engine that fails its
+        warm-up is freed again and never counts as active."""
+        self._open()
+        self.active = True
+        try:
+            self.warm_up()
+        except Exception:
+            self.deactivate()
+            raise
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Load the model and allocate, and set ``provider``; raise on failure."""
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

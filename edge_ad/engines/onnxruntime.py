@@ -29,6 +29,7 @@ def service_friendly_threads() -> int:
 
 class OrtEngine(Engine):
     name = "onnxruntime"
+    options = ("providers", "threads", "spin")
 
     def __init__(self, bundle, providers: list[str] | None = None, threads: int = 0,
                  spin: bool = False):
@@ -38,7 +39,7 @@ class OrtEngine(Engine):
         self.spin = spin
         self.session = None
 
-    def activate(self) -> None:
+    def _open(self) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -63,8 +64,6 @@ class OrtEngine(Engine):
         m = self.bundle.manifest
         self._input = m.input.name
         self._outputs = [m.outputs.map, m.outputs.score]
-        self.active = True
-        self.warm_up()
 
     def _with_options(self, wanted: list[str]) -> list:
         """The TensorRT EP builds an engine on first load (minutes on a Jetson): cache it in the

@@ -1,11 +1,8 @@
-"""TensorRT backend (TensorRT 10 and 11, the name-based I/O API) and the engine builder.
+"""The TensorRT runner (TensorRT 10 and 11, the name-based I/O API): the ``tensorrt`` backend.
 
-An engine is built on the device that runs it (`edge-ad build-engine`) from the bundle's graph
-at the wanted precision (see variants.py), as a strongly typed network with one optimization
-profile over the batch size, a timing cache, and optionally a DLA core. The plan is filed
-under the engine key (ONNX hash, TensorRT version, GPU, compute capability, precision, DLA
-core) with a sidecar that repeats the key; a plan whose key does not match this device, or that
-fails to deserialize, is refused with the reason and rebuilt when the config allows it.
+It loads the plan the builder (tensorrt_build.py) filed for this device; a plan whose key does
+not match this device, or that fails to deserialize, is refused with the reason, and built at
+start only when the config allows it (``engine.build_missing``).
 
 CUDA goes through cuda-python: one stream, device buffers sized for the largest batch, pinned
 host buffers, and one execution context, all owned by the thread that calls activate/infer
@@ -20,10 +17,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -31,24 +24,9 @@ from ..bundle import Bundle
 from ..errors import EdgeAdError, missing_extra
 from ..platform import Platform, detect
 from .base import Engine
-from .key import engine_key
-from .variants import make_variant
+from .tensorrt_build import PlanFiles, build_engine, import_tensorrt, plan_files
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 8
-
-
-class EngineBuildError(EdgeAdError):
-    pass
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise EdgeAdError("TensorRT is not installed: it comes with JetPack on a Jetson "
-                          "(python3-libnvinfer) or with NVIDIA's TensorRT image on x86") from exc
-    return tensorrt
 
 
 def import_cudart():
@@ -72,74 +50,6 @@ def _check(cudart, result):
     return values[0] if len(values) == 1 else tuple(values)
 
 
-@dataclass(frozen=True)
-class PlanFiles:
-    key: str
-    plan: Path
-    meta: Path
-
-
-def plan_files(bundle: Bundle, platform: Platform, precision: str, dla_core: int | None) -> PlanFiles:
-    key = engine_key(bundle.manifest.provenance.onnx_sha256, platform, precision, dla_core)
-    return PlanFiles(key, bundle.engines_dir / f"{key}.plan", bundle.engines_dir / f"{key}.json")
-
-
-def build_engine(bundle: Bundle, precision: str = "fp16", dla_core: int | None = None,
-                 workspace_mb: int = 1024, max_batch: int = MAX_BATCH, calib: str | None = None,
-                 trt=None, platform: Platform | None = None) -> PlanFiles:
-    """Build and file a plan for this device. Returns where it went."""
-    trt = trt or import_tensorrt()
-    platform = platform or detect()
-    if platform.tensorrt is None:
-        platform = Platform(**{**platform.to_json(), "tensorrt": getattr(trt, "__version__", None)})
-    files = plan_files(bundle, platform, precision, dla_core)
-    graph = make_variant(bundle, precision, calib)
-    spec = bundle.manifest.input
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(graph.read_bytes(), str(graph)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineBuildError(f"TensorRT cannot parse {graph.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    timing_path = bundle.engines_dir / f"timing_{files.key.split('_', 1)[1]}.cache"
-    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing, False)
-    profile = builder.create_optimization_profile()
-    one = (1, spec.height, spec.width, spec.channels)
-    profile.set_shape(spec.name, one, one, (max_batch, *one[1:]))
-    config.add_optimization_profile(profile)
-    if dla_core is not None:
-        if dla_core >= builder.num_DLA_cores:
-            raise EngineBuildError(f"DLA core {dla_core} does not exist: this device has {builder.num_DLA_cores}")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = dla_core
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers the DLA lacks run on the GPU
-    started = time.monotonic()
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineBuildError(f"TensorRT could not build a {precision} engine from {graph.name} "
-                               "(the TensorRT log above says why)")
-    bundle.engines_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(files.plan, bytes(plan))
-    _write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
-    meta = {"key": files.key, "precision": precision, "dla_core": dla_core, "max_batch": max_batch,
-            "onnx_sha256": bundle.manifest.provenance.onnx_sha256, "graph": graph.name,
-            "platform": platform.to_json(), "build_seconds": round(time.monotonic() - started, 1)}
-    _write_atomic(files.meta, (json.dumps(meta, indent=1) + "\n").encode())
-    log.info("built %s in %.0f s", files.plan.name, meta["build_seconds"])
-    return files
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class _Tensor:
     """One I/O tensor: name, dtype, its device buffer and the pinned host buffer beside it."""
 
@@ -154,6 +64,7 @@ class _Tensor:
 
 class TrtEngine(Engine):
     name = "tensorrt"
+    options = ("precision", "dla_core", "build_missing", "trt", "cudart")
 
     def __init__(self, bundle: Bundle, precision: str = "fp16", dla_core: int | None = None,
                  build_missing: bool = False, trt=None, cudart=None, platform: Platform | None = None,
@@ -165,7 +76,7 @@ class TrtEngine(Engine):
         self.tensors: dict[str, _Tensor] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
-    def activate(self) -> None:
+    def _open(self) -> None:
         trt = self._trt = self._trt or import_tensorrt()
         self._cudart = self._cudart or import_cudart()
         platform = self._platform or detect()
@@ -188,8 +99,6 @@ class TrtEngine(Engine):
             raise
         self.provider = f"TensorRT {platform.tensorrt} {self.precision}" + (
             f" DLA{self.dla_core}" if self.dla_core is not None else "")
-        self.active = True
-        self.warm_up()
 
     def _unusable(self, files: PlanFiles) -> str | None:
         if not files.plan.is_file():

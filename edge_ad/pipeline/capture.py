@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import SourceError
-from ..metrics import Metrics
+from ..prometheus import Metrics
 from ..sources.base import NO_FRAME, Frame, Source
 from .slot import DROP_POLICY, LatestFrameSlot
 

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from .results import Result
+from ..decision.result import Result
 
 log = logging.getLogger(__name__)
 RESERVE_BLOCK = 1000  # one small commit per this many results

@@ -3,54 +3,11 @@ polls within the ring's span, and a clear answer (the oldest seq still held) whe
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from ..decision import FAULT, OK
-
-
-@dataclass(frozen=True)
-class Result:
-    seq: int
-    camera: str
-    frame_index: int
-    captured_at: float  # wall clock of the inspected frame
-    published_at: float
-    verdict: str
-    score: float | None
-    raw_score: float | None
-    threshold: float | None
-    model: dict
-    regions: tuple = ()
-    part_id: str | None = None
-    reason: str | None = None
-    latency_ms: dict = field(default_factory=dict)
-    boot_id: str = ""  # the process that numbered it: a gateway tells a restart from a gap
-
-    def to_json(self, now: float | None = None) -> dict:
-        now = time.time() if now is None else now
-        return {
-            "seq": self.seq, "camera": self.camera, "frame_index": self.frame_index,
-            "timestamp": round(self.captured_at, 6),
-            "age_ms": round(max(0.0, now - self.captured_at) * 1000, 1),
-            "verdict": self.verdict,
-            "score": None if self.score is None else round(self.score, 5),
-            "raw_score": self.raw_score, "threshold": self.threshold, "model": self.model,
-            "regions": [r.to_json() for r in self.regions], "part_id": self.part_id,
-            "reason": self.reason, "latency_ms": self.latency_ms, "boot_id": self.boot_id,
-        }
-
-
-def as_stale(result: Result, reason: str, now: float) -> dict:
-    """A result that cannot vouch for the line right now: never served as a fresh OK."""
-    body = result.to_json(now)
-    if result.verdict == OK:
-        body["verdict"] = FAULT
-        body["reason"] = f"stale: {reason}"
-    body["stale"] = True
-    return body
+from ..decision.result import Result
 
 
 class Evicted(Exception):
@@ -64,9 +21,9 @@ def new_boot_id() -> str:
 
 
 class ResultStore:
-    """Numbers results and holds the newest in a ring. With a journal, it is the journal that
-    reserves numbers (``reserve(seq) -> highest reserved``) and commits each result
-    (``sink``) before the ring, and so any poller, can see it."""
+    """Owns the seq counter and the ring of the newest results. With a journal, it is the
+    journal that reserves numbers (``reserve(seq) -> highest reserved``) and commits each
+    result (``sink``) before the ring, and so any poller, can see it."""
 
     def __init__(self, capacity: int = 10_000, first_seq: int = 1, sink=None, reserve=None,
                  boot_id: str | None = None):
@@ -77,6 +34,17 @@ class ResultStore:
         self._reserve = reserve
         self._reserved = first_seq - 1
         self.boot_id = boot_id or new_boot_id()
+        self.journal = None  # the Journal behind sink and reserve, when built by ``journaled``
+
+    @classmethod
+    def journaled(cls, journal, capacity: int = 10_000, boot_id: str | None = None) -> "ResultStore":
+        """A store whose numbers continue past every seq the journal ever served or reserved,
+        and which commits each result to it before the ring sees it."""
+        boot_id = boot_id or new_boot_id()
+        store = cls(capacity, journal.resume(boot_id), sink=journal.append, reserve=journal.reserve,
+                    boot_id=boot_id)
+        store.journal = journal
+        return store
 
     def publish(self, make) -> Result:
         """``make(seq)`` builds the result; numbering, journaling and append are one atomic step."""

@@ -20,12 +20,17 @@ import logging
 import threading
 import time
 
+from ..decision.judge import Unjudged
+from ..decision.verdict import FAULT
+
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 MAX_ABANDONED = 3
 
 
 class Supervisor:
+    """Owns the supervisor thread, the count of abandoned workers and the liveness verdict."""
+
     def __init__(self, pipeline, hang_timeout_s: float):
         self.pipeline = pipeline
         self.hang_timeout_s = hang_timeout_s
@@ -43,22 +48,22 @@ class Supervisor:
 
     def _run(self) -> None:
         p = self.pipeline
-        while not p._stop.wait(TICK_S):
+        while not p.stopping.wait(TICK_S):
             self.last_tick_mono = time.monotonic()
             try:
-                p._watchdog()
+                p.watchdog()
                 for trig in p.triggers.expired(time.time()):
-                    p._fault_trigger(trig)
+                    p.fault_trigger(trig)
                 self._check_hang()
             except Exception:  # the supervisor must outlive anything it looks at
                 log.exception("supervisor tick failed")
 
     def _check_hang(self) -> None:
         p = self.pipeline
-        busy = p.busy_since_mono
+        busy = p.worker.busy_since_mono
         if busy is None or time.monotonic() - busy < self.hang_timeout_s:
             return
-        frames = p.abandon_worker()
+        frames = p.worker.abandon()
         if frames is None:  # the call returned meanwhile
             return
         self.abandoned += 1
@@ -67,7 +72,7 @@ class Supervisor:
         log.error("engine call hung for %.1f s: worker abandoned (%d so far), starting a fresh engine",
                   stuck, self.abandoned)
         for frame in frames:
-            p._publish(frame, None, f"engine hung for {stuck:.1f} s; the engine is being restarted")
+            p.deliver(frame, Unjudged(FAULT, f"engine hung for {stuck:.1f} s; the engine is being restarted"))
         if self.abandoned > MAX_ABANDONED:
             self.failure = (f"{self.abandoned} engine calls hung since start; restart the process "
                             "(each stuck thread holds its memory)")
@@ -79,6 +84,6 @@ class Supervisor:
             reasons.append(f"supervisor silent for {silent:.1f} s")
         if self.failure:
             reasons.append(self.failure)
-        if self.pipeline.recovery_error:
-            reasons.append(self.pipeline.recovery_error)
+        if self.pipeline.worker.recovery_error:
+            reasons.append(self.pipeline.worker.recovery_error)
         return not reasons, reasons

@@ -8,14 +8,13 @@ import time
 from aiohttp import web
 
 from ..config import SecurityConfig, ServerConfig
-from ..metrics import Metrics
+from ..prometheus import Metrics
 from ..platform import detect as detect_platform
-from ..pipeline.service import Pipeline
-from ..telemetry import TegrastatsThread
+from ..pipeline.port import ServicePort
 from . import control, handlers, inference, openapi
 from .auth import auth_middleware
 from .admission import Admission
-from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PIPELINE, PLATFORM, PUSH_LOCKS, STREAMS, UPLOADS
+from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PLATFORM, PORT, PUSH_LOCKS, STREAMS, UPLOADS
 
 log = logging.getLogger(__name__)
 # Uploads read, decoded and inspected at once, and waiting: on 2 cores two decodes already fill
@@ -79,13 +78,13 @@ def body_limit(max_bytes: int):
     return check
 
 
-def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | None = None,
-             server: ServerConfig | None = None, manage_pipeline: bool = True) -> web.Application:
+def make_app(service: ServicePort, metrics: Metrics, security: SecurityConfig | None = None,
+             server: ServerConfig | None = None, manage_service: bool = True) -> web.Application:
     server = server or ServerConfig()
     max_body = int(server.max_body_mb * 1024 * 1024)
     app = web.Application(middlewares=[count_requests, auth_middleware(security or SecurityConfig()),
                                        body_limit(max_body)], client_max_size=max_body)
-    app[PIPELINE] = pipeline
+    app[PORT] = service
     app[METRICS] = metrics
     app[FRAME_CACHE] = {}
     app[CONFIG] = server
@@ -97,18 +96,13 @@ def make_app(pipeline: Pipeline, metrics: Metrics, security: SecurityConfig | No
     app.cleanup_ctx.append(_watch_loop)
     app[PLATFORM] = detect_platform().to_json()
 
-    if manage_pipeline:
-        async def run_pipeline(app: web.Application):
-            pipeline.start()
-            telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None
-            if telemetry:  # on a Jetson only
-                telemetry.start()
+    if manage_service:
+        async def run_service(app: web.Application):
+            service.start()
             yield
-            if telemetry:
-                telemetry.stop()
-            pipeline.stop()
+            service.stop()
 
-        app.cleanup_ctx.append(run_pipeline)
+        app.cleanup_ctx.append(run_service)
 
     r = app.router
     r.add_get("/", handlers.dashboard)

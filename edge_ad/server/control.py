@@ -8,11 +8,11 @@ import math
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..bundle import Normalization, Thresholds, save_manifest
+from ..bundle import Manifest, Normalization, Thresholds
 from ..model_root import BundleRefused
 from .auth import ROLE
 from .bodies import parse
-from .keys import PIPELINE
+from .keys import PORT
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +65,31 @@ def shifted(thresholds: Thresholds, update: ThresholdUpdate) -> Thresholds:
                       pixel=Normalization(threshold=pix.threshold + delta_norm * pix.scale, scale=pix.scale))
 
 
+def rethresholded(update: ThresholdUpdate):
+    """The change a threshold update makes to a manifest; the worker applies it to the model it
+    serves, so a reload can never slip in between reading the manifest and saving it."""
+    def change(before: Manifest) -> Manifest:
+        return before.model_copy(update={
+            "thresholds": shifted(before.thresholds, update),
+            # The rest of the calibration record still describes the data the threshold came from.
+            "calibration": before.calibration.model_copy(update={"method": "manual"})})
+    return change
+
+
 async def put_threshold(request: web.Request) -> web.Response:
     update = await parse(request, ThresholdUpdate, '{"normalized": 0.6}')
-    pipeline = request.app[PIPELINE]
-    inspector = pipeline.inspector
-    before = inspector.manifest
-    after = before.model_copy(update={
-        "thresholds": shifted(before.thresholds, update),
-        # The rest of the calibration record still describes the data the threshold came from.
-        "calibration": before.calibration.model_copy(update={"method": "manual"})})
-    # One reference swap: the worker reads the manifest once per batch, so the next frame uses it.
-    inspector.manifest = after
-    log.warning("threshold changed %.6g -> %.6g by %s from %s (persist=%s)", before.thresholds.image.threshold,
-                after.thresholds.image.threshold, request.get(ROLE) or "anonymous", request.remote, update.persist)
-    persisted = False
-    if update.persist and pipeline.bundle_path is not None:
-        await asyncio.get_running_loop().run_in_executor(None, save_manifest, pipeline.bundle_path, after)
-        persisted = True
-    return web.json_response({"threshold": after.thresholds.image.threshold,
-                              "previous": before.thresholds.image.threshold,
-                              "scale": after.thresholds.image.scale, "persisted": persisted})
+    who = f"{request.get(ROLE) or 'anonymous'} from {request.remote}"
+    job = request.app[PORT].change_thresholds(rethresholded(update), update.persist, who)
+    try:
+        done = await asyncio.wait_for(asyncio.wrap_future(job), 30)
+    except asyncio.TimeoutError:
+        return web.json_response({"error": "the inference worker did not apply the change in 30 s"}, status=503)
+    except OSError as exc:  # the manifest could not be saved: nothing changed
+        return web.json_response({"error": f"threshold not changed: the manifest could not be saved: {exc}"},
+                                 status=507)
+    return web.json_response({"threshold": done.after.thresholds.image.threshold,
+                              "previous": done.before.thresholds.image.threshold,
+                              "scale": done.after.thresholds.image.scale, "persisted": done.persisted})
 
 
 class ReloadRequest(BaseModel):
@@ -93,17 +98,19 @@ class ReloadRequest(BaseModel):
 
 
 async def reload_model(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
+    service = request.app[PORT]
     req = await parse(request, ReloadRequest, '{"path": "/models/v2"}', optional=True)
-    path = req.path or pipeline.bundle_path
-    if path is None:
-        return web.json_response({"error": "no bundle path: give {\"path\": ...}"}, status=400)
-    before = dict(pipeline.model_info)
-    log.warning("model reload of %s asked by %s from %s", path, request.get(ROLE) or "anonymous", request.remote)
+    before = dict(service.served().info)
+    log.warning("model reload of %s asked by %s from %s", req.path or "the served bundle",
+                request.get(ROLE) or "anonymous", request.remote)
     try:
-        loaded = await asyncio.wait_for(asyncio.wrap_future(pipeline.reload(path)), 300)
+        job = service.reload(req.path)
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    try:
+        loaded = await asyncio.wait_for(asyncio.wrap_future(job), 300)
     except Exception as exc:  # rolled back: the old engine never stopped serving
         status = 404 if isinstance(exc, BundleRefused) else 422  # no such bundle / it cannot serve
         return web.json_response({"error": f"reload failed, still serving the previous model: {exc}",
-                                  "serving": pipeline.model_info}, status=status)
+                                  "serving": service.served().info}, status=status)
     return web.json_response({"loaded": loaded, "previous": before})

@@ -7,7 +7,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
-from ..metrics import Metrics
+from ..prometheus import Metrics
 
 REASON = web.AppKey("reason", dict)  # {"text": why the model is not loaded, "retry_s": ...}
 

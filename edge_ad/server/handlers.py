@@ -1,5 +1,5 @@
-"""HTTP handlers of API v1. Read handlers never wait on inference: they read the result store
-and the last view, which the worker replaces atomically."""
+"""HTTP handlers of API v1. Read handlers never wait on inference: they read snapshots from the
+service port (results, views, status), never the pipeline itself."""
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__
 from ..decision import FAULT
 from ..overlay import encode_jpeg, render_overlay
-from ..pipeline.results import Evicted, as_stale
-from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PIPELINE, PLATFORM, STREAMS
+from ..decision.result import as_stale
+from ..pipeline.port import Gone
+from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PLATFORM, PORT, STREAMS
 
 LOOP_STALL_S = 2.0  # a tick of the loop watch this late is a stall ...
 LOOP_STALL_MEMORY_S = 10.0  # ... and /healthz reports it for this long
@@ -51,21 +52,19 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 def _camera(request: web.Request) -> str | None:
     camera = request.query.get("camera")
-    if camera is not None and camera not in request.app[PIPELINE].cameras:
+    if camera is not None and camera not in request.app[PORT].cameras():
         raise web.HTTPNotFound(text='{"error": "unknown camera"}', content_type="application/json")
     return camera
 
 
 def _latest_json(request: web.Request) -> tuple[dict | None, int]:
-    pipeline = request.app[PIPELINE]
-    latest = pipeline.store.latest(_camera(request))
+    latest = request.app[PORT].latest(_camera(request))
     if latest is None:
         return None, 503
     now = time.time()
-    why = pipeline.staleness(latest, now)
-    if why is not None:
-        return as_stale(latest, why, now), 200
-    body = latest.to_json(now)
+    if latest.stale_reason is not None:
+        return as_stale(latest.result, latest.stale_reason, now), 200
+    body = latest.result.to_json(now)
     body["stale"] = False
     return body, 200
 
@@ -86,32 +85,20 @@ async def verdict(request: web.Request) -> web.Response:
 
 
 async def results(request: web.Request) -> web.Response:
-    store = request.app[PIPELINE].store
-    journal = request.app[PIPELINE].journal
+    service = request.app[PORT]
     part_id = request.query.get("part_id")
     if part_id is not None:
-        found = store.by_part(part_id)
-        body = found.to_json() if found else (journal.by_part(part_id) if journal else None)
-        if body is None:
+        page = service.result_for_part(part_id)
+        if page is None:
             return _error(404, f"no result for part {part_id!r} (unknown, or past retention)")
-        return web.json_response({"results": [body], "last_seq": store.last_seq, "boot_id": store.boot_id})
+        return web.json_response(page)
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
     try:
-        now = time.time()
-        items = [r.to_json(now) for r in store.after(after, limit)]
-    except Evicted as exc:
-        # Older than the ring: the journal has them unless retention dropped them too.
-        oldest = journal.oldest_seq() if journal else None
-        if oldest is None or after < oldest - 1:
-            return _error(410, "results after that seq are no longer kept; resume from oldest_seq - 1",
-                          oldest_seq=oldest if oldest is not None else exc.oldest_seq)
-        items = journal.after(after, limit)
-    page = {"results": items, "last_seq": store.last_seq, "boot_id": store.boot_id}
-    if journal is not None:
-        # seqs a crash reserved but never served: said, so a gateway never waits for them
-        upto = items[-1]["seq"] if len(items) == limit else store.last_seq
-        page["never_served"] = journal.gaps(after, upto)
+        page = service.results_after(after, limit)
+    except Gone as exc:
+        return _error(410, "results after that seq are no longer kept; resume from oldest_seq - 1",
+                      oldest_seq=exc.oldest_seq)
     return web.json_response(page)
 
 
@@ -138,17 +125,17 @@ async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -
 
 
 async def frame_jpg(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    camera = _camera(request) or next(iter(pipeline.cameras))
+    service = request.app[PORT]
+    camera = _camera(request) or service.cameras()[0]
     overlay = choice_param(request, "overlay", ("0", "1"), "1") == "1"
     if "seq" in request.query:  # a recent reject (the dashboard's gallery) or the latest frame
         seq = _int_param(request, "seq", 0, 0, 2**62)
-        view = next((v for v in (*pipeline.rejects, *pipeline.views.values()) if v.seq == seq), None)
+        view = service.view_by_seq(seq)
         if view is None:
             return _error(404, f"frame {seq} is not retained (the last 16 rejects and the latest frames are)")
         jpeg = await overlay_jpeg(request.app, f"seq:{seq}", view, overlay)
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"X-Seq": str(seq)})
-    view = pipeline.views.get(camera)
+    view = service.view(camera)
     if view is None:
         return _error(503, "no inspected frame yet")
     jpeg = await overlay_jpeg(request.app, camera, view, overlay)
@@ -158,9 +145,9 @@ async def frame_jpg(request: web.Request) -> web.Response:
 
 async def stream_mjpg(request: web.Request) -> web.StreamResponse:
     """Live overlay as multipart JPEG; frames are encoded only while someone watches."""
-    app, pipeline = request.app, request.app[PIPELINE]
+    app, service = request.app, request.app[PORT]
     server, viewers = app[CONFIG], app[STREAMS]
-    camera = _camera(request) or next(iter(pipeline.cameras))
+    camera = _camera(request) or service.cameras()[0]
     if viewers.get("n", 0) >= server.stream_max_clients:
         return _error(503, f"{server.stream_max_clients} stream viewers already; "
                            "poll /v1/frame.jpg instead or raise server.stream_max_clients")
@@ -178,7 +165,7 @@ async def stream_mjpg(request: web.Request) -> web.StreamResponse:
     try:
         last = None
         while True:
-            view = pipeline.views.get(camera)
+            view = service.view(camera)
             if view is not None and view.seq != last:
                 jpeg = await overlay_jpeg(app, camera, view, True)
                 await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
@@ -194,36 +181,17 @@ async def stream_mjpg(request: web.Request) -> web.StreamResponse:
 
 
 async def status(request: web.Request) -> web.Response:
-    pipeline = request.app[PIPELINE]
-    m = pipeline.inspector.manifest
-    ready, reasons = pipeline.readiness()
-    return web.json_response({
-        "version": __version__,
-        "ready": ready, "not_ready_reasons": reasons,
-        "model": {"name": m.name, "version": m.version, "family": m.family,
-                  "input": m.input.model_dump(), "threshold": m.thresholds.image.threshold},
-        "engine": {"backend": pipeline.engine.name, "provider": pipeline.engine.provider,
-                   "error": pipeline.engine_error},
-        "platform": request.app[PLATFORM],
-        "cameras": [{"name": c.name, "source": c.uri, "up": c.up, "ended": c.ended,
-                     "error": c.error, "frames_captured": c.frames, "reconnects": c.reconnects,
-                     "frames_dropped": pipeline.slots[c.name].dropped_count,
-                     "fps": round(1.0 / c.period_s, 2) if c.period_s else None,
-                     "drift": pipeline.drift[c.name].state.to_json()}
-                    for c in pipeline.cameras.values()],
-        "frames_processed": pipeline.processed,
-        "last_seq": pipeline.store.last_seq,
-        "boot_id": pipeline.store.boot_id,
-        "journal": None if pipeline.journal is None else {
-            "written": pipeline.journal.written, "failed_writes": pipeline.journal.failed_writes,
-            "error": pipeline.journal.last_error},
-    })
+    body = request.app[PORT].status()
+    return web.json_response({"version": __version__, "ready": body.pop("ready"),
+                              "not_ready_reasons": body.pop("not_ready_reasons"),
+                              "model": body.pop("model"), "engine": body.pop("engine"),
+                              "platform": request.app[PLATFORM], **body})
 
 
 async def healthz(request: web.Request) -> web.Response:
     """Live: the supervisor ticks, the engine recovers from hangs, and the event loop has not
     stalled recently. Not ready (no camera, no model) is still alive: see /readyz."""
-    alive, reasons = request.app[PIPELINE].supervisor.liveness()
+    alive, reasons = request.app[PORT].liveness()
     loop = request.app[LOOP_WATCH]
     if loop["stalled_s"] and time.monotonic() - loop["stalled_at"] < LOOP_STALL_MEMORY_S:
         alive = False
@@ -236,7 +204,7 @@ async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAIN]["since"] is not None:
         return web.json_response({"ready": False, "reasons": ["stopping: draining requests in flight"]},
                                  status=503)
-    ready, reasons = request.app[PIPELINE].readiness()
+    ready, reasons = request.app[PORT].readiness()
     return web.json_response({"ready": ready, "reasons": reasons}, status=200 if ready else 503)
 
 

@@ -9,15 +9,14 @@ import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ImageError, SourceError
+from ..errors import ImageError
 from ..imageio import decode_image, image_header
 from ..overlay import encode_png, heatmap_rgb
-from ..pipeline.service import RequestsFull
-from ..pipeline.triggers import TriggersFull
+from ..pipeline.port import NotPushable, RequestsFull, SourceError, TriggersFull
 from .admission import Busy, too_busy
 from .bodies import parse, read_limited
 from .handlers import choice_param
-from .keys import CONFIG, METRICS, PIPELINE, PUSH_LOCKS, UPLOADS
+from .keys import CONFIG, METRICS, PORT, PUSH_LOCKS, UPLOADS
 
 INFER_TIMEOUT_S = 30.0
 
@@ -69,16 +68,17 @@ def admitted(handler):
 
 @admitted
 async def infer(request: web.Request) -> web.Response:
-    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
+    service, server = request.app[PORT], request.app[CONFIG]
     want_map = choice_param(request, "map", ("png",), None) == "png"
-    if not pipeline.engine_ready.is_set():
-        return _error(503, pipeline.engine_error or "engine not loaded yet")
+    ready, why = service.engine_state()
+    if not ready:
+        return _error(503, why or "engine not loaded yet")
     upload = await _uploaded_image(request, server)
     if isinstance(upload, web.Response):
         return upload
     frame, width, height = upload
     try:
-        ins = await asyncio.wait_for(asyncio.wrap_future(pipeline.submit(frame)), INFER_TIMEOUT_S)
+        ins = await asyncio.wait_for(asyncio.wrap_future(service.submit(frame)), INFER_TIMEOUT_S)
     except RequestsFull as exc:
         request.app[METRICS].requests_refused.labels("engine_queue_full").inc()
         return too_busy(str(exc))
@@ -86,10 +86,11 @@ async def infer(request: web.Request) -> web.Response:
         return _error(503, "inspection did not finish in time")
     except Exception as exc:
         return _error(503, f"engine failure: {exc}")
-    m = pipeline.inspector.manifest
+    served = service.served()
+    m = served.manifest
     body = {"verdict": ins.verdict, "score": round(ins.score, 5), "raw_score": ins.raw_score,
             "threshold": ins.threshold, "width": width, "height": height,
-            "model": pipeline.model_info, "regions": [r.to_json() for r in ins.regions],
+            "model": served.info, "regions": [r.to_json() for r in ins.regions],
             "latency_ms": {"preprocess": round(ins.preprocess_s * 1000, 2),
                            "infer": round(ins.infer_s * 1000, 2),
                            "postprocess": round(ins.postprocess_s * 1000, 2)}}
@@ -108,17 +109,17 @@ class TriggerRequest(BaseModel):
 
 
 async def trigger(request: web.Request) -> web.Response:
-    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
+    service, server = request.app[PORT], request.app[CONFIG]
     req = await parse(request, TriggerRequest, '{"part_id": "A-1"}')
-    camera = req.camera or next(iter(pipeline.cameras))
-    if camera not in pipeline.cameras:
+    camera = req.camera or service.cameras()[0]
+    if camera not in service.cameras():
         return _error(404, f"unknown camera {camera!r}")
-    if not pipeline.engine_ready.is_set():
-        return _error(503, pipeline.engine_error or "engine not loaded yet", verdict="FAULT",
-                      part_id=req.part_id)
+    ready, why = service.engine_state()
+    if not ready:
+        return _error(503, why or "engine not loaded yet", verdict="FAULT", part_id=req.part_id)
     timeout_s = (req.timeout_ms or server.trigger_timeout_ms) / 1000
     try:
-        future = pipeline.trigger(camera, req.part_id, timeout_s)
+        future = service.trigger(camera, req.part_id, timeout_s)
     except TriggersFull as exc:
         request.app[METRICS].requests_refused.labels("triggers_full").inc()
         return too_busy(str(exc))
@@ -137,21 +138,22 @@ async def push(request: web.Request) -> web.Response:
     """An image for a ``push://`` camera: it goes through that camera's whole pipeline and its
     result (journaled, with the part id) is the answer. Posts to one camera are served in order,
     one at a time, so none is dropped."""
-    pipeline, server = request.app[PIPELINE], request.app[CONFIG]
-    push_cameras = [n for n in pipeline.cameras if n in pipeline.event_driven]
+    service, server = request.app[PORT], request.app[CONFIG]
+    push_cameras = service.push_cameras()
     camera = request.query.get("camera") or (push_cameras[0] if push_cameras else None)
     if camera is None:
         return _error(409, "no camera reads push://; add one to the config (source: push://)")
-    if camera not in pipeline.cameras:
+    if camera not in service.cameras():
         return _error(404, f"unknown camera {camera!r}")
     if camera not in push_cameras:
-        return _error(409, f"camera {camera!r} reads {pipeline.cameras[camera].uri}; "
+        return _error(409, f"camera {camera!r} reads {service.camera_source(camera)}; "
                            "only push:// cameras take posted images (POST /v1/infer scores one)")
     part_id = request.query.get("part_id") or None
     if part_id is not None and len(part_id) > 128:
         return _error(400, "part_id is longer than 128 characters")
-    if not pipeline.engine_ready.is_set():
-        return _error(503, pipeline.engine_error or "engine not loaded yet", verdict="FAULT", part_id=part_id)
+    ready, why = service.engine_state()
+    if not ready:
+        return _error(503, why or "engine not loaded yet", verdict="FAULT", part_id=part_id)
     upload = await _uploaded_image(request, server)
     if isinstance(upload, web.Response):
         return upload
@@ -159,13 +161,13 @@ async def push(request: web.Request) -> web.Response:
     timeout_s = server.trigger_timeout_ms / 1000
     async with request.app[PUSH_LOCKS].setdefault(camera, asyncio.Lock()):
         try:
-            future = pipeline.trigger(camera, part_id, timeout_s)
+            future = service.trigger(camera, part_id, timeout_s)
         except TriggersFull as exc:
             request.app[METRICS].requests_refused.labels("triggers_full").inc()
             return too_busy(str(exc))
         try:
-            pipeline.sources[camera].push(frame)
-        except SourceError as exc:  # the deadline answers the trigger with a FAULT result
+            service.push(camera, frame)
+        except (SourceError, NotPushable) as exc:  # the deadline answers the trigger with a FAULT result
             return _error(503, f"camera {camera}: {exc}", verdict="FAULT", part_id=part_id)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s + 5.0)

@@ -2,10 +2,10 @@
 from aiohttp import web
 
 from ..config import ServerConfig
-from ..metrics import Metrics
-from ..pipeline.service import Pipeline
+from ..prometheus import Metrics
+from ..pipeline.port import ServicePort
 
-PIPELINE = web.AppKey("pipeline", Pipeline)
+PORT = web.AppKey("service", ServicePort)  # the only way into the running service
 METRICS = web.AppKey("metrics", Metrics)
 FRAME_CACHE = web.AppKey("frame_cache", dict)  # (camera, overlay) -> (seq, jpeg)
 CONFIG = web.AppKey("server_config", ServerConfig)

@@ -1,4 +1,4 @@
-"""Sources are addressed by URI through one factory. A source yields RGB uint8 frames; ``read``
+"""The source interface. Sources are addressed by URI through one factory (registry.py). A source yields RGB uint8 frames; ``read``
 returns None at the end of a finite stream, ``NO_FRAME`` when an event-driven source had nothing
 to give, and raises SourceError when the device fails; it never blocks longer than
 ``READ_TIMEOUT_S``.
@@ -19,7 +19,6 @@ from ..errors import SourceError
 
 READ_TIMEOUT_S = 2.0
 NO_FRAME = object()  # returned by read() of an event-driven source that is idle, not ended
-SCHEMES = ("file", "dir", "testsrc", "gst", "csi", "v4l2", "rtsp", "push")
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,8 @@ def parse_uri(uri: str) -> SourceURI:
 
 
 class Source(ABC):
+    """Owns one camera's device or stream: opened, read frame by frame, closed."""
+
     #: frames per second to pace playback at (files and folders); None = live, paced by the device
     pace_fps: float | None = None
     loop: bool = False
@@ -77,6 +78,7 @@ class Source(ABC):
 
     def __init__(self, uri: str):
         self.uri = uri
+        self.display = uri  # what status, logs and errors show (sources with credentials redact it)
 
     @abstractmethod
     def open(self) -> None:
@@ -90,33 +92,6 @@ class Source(ABC):
     def close(self) -> None:
         ...
 
-
-def open_source(uri: str) -> Source:
-    """The factory: scheme → source class; the source is returned closed (call ``open``).
-    Everything that can be checked without the device (scheme, parameters, GStreamer present
-    where nothing else can serve) is checked here, so a bad URI fails at start."""
-    if uri.startswith("gst://"):  # a pipeline description is not a URL: take it verbatim
-        from .gst import GstSource, gst_module
-        from .gst_pipelines import user_pipeline
-
-        gst_module()
-        return GstSource(uri, user_pipeline(uri[len("gst://"):]))
-    parsed = parse_uri(uri)
-    if parsed.scheme == "file":
-        from .video import VideoFileSource
-
-        return VideoFileSource(uri, parsed)
-    if parsed.scheme == "dir":
-        from .folder import FolderSource
-
-        return FolderSource(uri, parsed)
-    if parsed.scheme == "push":
-        from .push import PushSource
-
-        return PushSource(uri)
-    if parsed.scheme in ("testsrc", "csi", "v4l2", "rtsp"):
-        from .live import live_source
-
-        return live_source(uri, parsed)
-    raise SourceError(f"unsupported source scheme {parsed.scheme!r} in {uri!r}; "
-                      f"supported: {', '.join(s + '://' for s in SCHEMES)}")
+    def push(self, image_rgb: np.ndarray) -> None:
+        """An image posted for this camera (event-driven sources only)."""
+        raise SourceError(f"{self.display} does not take posted images (only push:// does)")

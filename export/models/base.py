@@ -29,6 +29,8 @@ class TrainSettings:
 
 class AnomalyModel(nn.Module):
     family: str = ""
+    default_steps = 600  # gradient steps when --steps is not given
+    bank_family = False  # a memory bank: --steps is its size, not gradient steps
     # constructor arguments added after checkpoints were written without them: the value that
     # rebuilds what those checkpoints trained (a new model gets the constructor's default)
     legacy_config: dict = {}
@@ -75,9 +77,20 @@ def register(cls: type[AnomalyModel]) -> type[AnomalyModel]:
 
 
 def families() -> list[str]:
-    from . import efficientad, fastflow, patchcore, rd  # noqa: F401  (each registers itself)
+    import importlib
 
+    from .catalog import family_modules
+
+    for module in family_modules():  # each registers its classes as it is imported
+        importlib.import_module(f"{__package__}.{module}")
     return sorted(_REGISTRY)
+
+
+def family_class(family: str) -> type[AnomalyModel]:
+    known = families()
+    if family not in _REGISTRY:
+        raise ValueError(f"unknown model family {family!r}; available: {', '.join(known)}")
+    return _REGISTRY[family]
 
 
 def create(family: str, **kwargs) -> AnomalyModel:

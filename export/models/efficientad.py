@@ -33,28 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import load_backbone
+from ..backbone import Teacher
 from .base import MapModel, TrainSettings, gradient_steps, register
-
-TEACHER_STAGES = (1, 2, 3)  # EfficientNet-Lite stages at stride 4, 8, 16
-
-
-class Teacher(nn.Module):
-    def __init__(self, variant: str, weights: str | None):
-        super().__init__()
-        self.backbone = load_backbone(variant, weights)
-        self.channels = sum(self.backbone.stage_channels[i] for i in TEACHER_STAGES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone.features(self.backbone.normalize(x), upto_stage=max(TEACHER_STAGES))
-        s4, s8, s16 = (feats[i] for i in TEACHER_STAGES)
-        # Static factors (input size is a multiple of 32): plain AveragePool/Resize in ONNX.
-        s4 = F.avg_pool2d(s4, 2)
-        s16 = F.interpolate(s16, scale_factor=2.0, mode="bilinear", align_corners=False)
-        f = torch.cat([s4, s8, s16], dim=1)
-        # Neighbourhood aggregation: each location describes a small patch, not one pixel.
-        return F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False)
-
 
 def _student(out_channels: int, width: int = 96) -> nn.Sequential:
     """A patch description network: stride 8, receptive field about 60 px."""

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import MapModel, TrainSettings, gradient_steps, register
-from .efficientad import Teacher
+from ..backbone import Teacher
 
 SCALE_CLAMP = 2.0  # |log s| ≤ 2: keeps the flow stable with few training images
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import MapModel, TrainSettings, register
-from .efficientad import TEACHER_STAGES, Teacher
+from ..backbone import TEACHER_STAGES, Teacher
 
 SCALES = ("joint", "separate")
 FUSIONS = ("mean", "max", "calibrated")
@@ -41,6 +41,8 @@ class PatchCore(MapModel):
     fused by their ``fuse`` (mean, or the maximum: any stage that sees it)."""
 
     family = "patchcore"
+    default_steps = 4096  # the memory bank's size
+    bank_family = True
     legacy_config = {"neighbours": 1, "scales": "joint", "fuse": "mean", "colour": False}
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import MapModel, TrainSettings, gradient_steps, register
-from .efficientad import Teacher
+from ..backbone import Teacher
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

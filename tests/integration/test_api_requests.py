@@ -1,4 +1,5 @@
 """POST /v1/infer, POST /v1/trigger, POST /v1/model/reload and /v1/stream.mjpg on a real server."""
+import dataclasses
 import base64
 import json
 import shutil
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, get_json, send, wait_for
 
@@ -29,9 +30,10 @@ def service(live_server, bundle_dir, demo_root, tmp_path):
         config = build_config({"model": str(bundle_dir), "security": {"token": TOKEN}, "server": server,
                                "cameras": [{"source": source or f"dir://{demo_root}/wood/test/good?loop=1&fps=20"}]})
         metrics = Metrics()
-        pipeline = build_pipeline(config, metrics)
-        srv = live_server(make_app(pipeline, metrics, config.security, config.server))
-        wait_for(lambda: pipeline.engine_ready.is_set())
+        service = build_service(config, metrics)
+        pipeline = service.pipeline
+        srv = live_server(make_app(service, metrics, config.security, config.server))
+        wait_for(lambda: pipeline.worker.ready.is_set())
         return srv, pipeline
     return start
 
@@ -88,7 +90,7 @@ def test_trigger_without_a_frame_is_a_fault_at_its_deadline(service, tmp_path):
 
 def test_reload_swaps_the_model_and_rolls_back_on_failure(service, bundle_dir, tmp_path):
     srv, pipeline = service()
-    pipeline.model_root = tmp_path  # as models.root would
+    pipeline.options = dataclasses.replace(pipeline.options, model_root=tmp_path)  # as models.root would
     second = shutil.copytree(bundle_dir, tmp_path / "v2")
     raw = json.loads((second / "manifest.json").read_text())
     raw["version"] = "2"
@@ -113,7 +115,7 @@ def test_reload_loads_only_bundles_under_the_model_root(service, bundle_dir, tmp
     srv, pipeline = service()
     root = tmp_path / "models"
     inside = shutil.copytree(bundle_dir, root / "v2")
-    pipeline.model_root = root
+    pipeline.options = dataclasses.replace(pipeline.options, model_root=root)
     outside = shutil.copytree(bundle_dir, tmp_path / "elsewhere")
     linked = shutil.copytree(bundle_dir, root / "linked")
     (linked / "model.onnx").unlink()
@@ -123,10 +125,10 @@ def test_reload_loads_only_bundles_under_the_model_root(service, bundle_dir, tmp
     for path in (str(outside), str(linked), str(root / "nope"), "../elsewhere", "/etc"):
         status, body = post(url, json.dumps({"path": path}).encode(), TOKEN, "application/json")
         answers.append(body["error"])
-        assert status == 404 and pipeline.model_info["version"] == "1", (path, body)
+        assert status == 404 and pipeline.model.info["version"] == "1", (path, body)
     assert len(set(answers)) == 1 and "/etc" not in answers[0]  # one text for every refusal
     status, body = post(url, json.dumps({"path": "v2"}).encode(), TOKEN, "application/json")
-    assert status == 200 and pipeline.bundle_path == inside  # relative to the root, and inside it
+    assert status == 200 and pipeline.model.bundle_path == inside  # relative to the root, and inside it
 
 
 def test_mjpeg_stream_sends_jpeg_parts_and_limits_viewers(service):

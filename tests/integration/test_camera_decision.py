@@ -4,9 +4,9 @@ import numpy as np
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from edge_ad.geometry import CameraDecision
+from edge_ad.decision.camera import CameraDecision
 from edge_ad.imageio import read_image
-from edge_ad.inspector import Inspector
+from edge_ad.pipeline.inspector import Inspector
 
 
 def _hole(demo_root):

@@ -73,14 +73,14 @@ def test_check_validates_config_model_engine_and_source(bundle_dir, demo_root, t
 def test_evidence_from_a_live_service_exports_for_retraining(bundle_dir, demo_root, tmp_path):
     from edge_ad.config import build_config
     from edge_ad.evaluation.dataset import test_set
-    from edge_ad.service import build_pipeline
+    from edge_ad.assembly import build_service
 
     from .helpers import wait_for
 
     evidence = tmp_path / "evidence"
     config = build_config({"model": str(bundle_dir), "evidence": {"path": str(evidence), "ok_every": 1},
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/hole?loop=1&fps=20"}]})
-    pipeline = build_pipeline(config)
+    pipeline = build_service(config).pipeline
     pipeline.start()
     try:
         wait_for(lambda: len(list(evidence.glob("*_NG.png"))) >= 3)

@@ -1,5 +1,7 @@
 """Run-time threshold changes over HTTP: token rules, next-frame effect, persistence."""
+import concurrent.futures
 import json
+import logging
 import shutil
 import urllib.request
 
@@ -7,9 +9,9 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, get_json, send, wait_for
 
@@ -27,8 +29,9 @@ def serve(live_server, bundle_dir, demo_root, tmp_path):
         config = build_config({"model": str(bundle), "security": security,
                                "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=25"}]})
         metrics = Metrics()
-        pipeline = build_pipeline(config, metrics)
-        srv = live_server(make_app(pipeline, metrics, config.security))
+        service = build_service(config, metrics)
+        pipeline = service.pipeline
+        srv = live_server(make_app(service, metrics, config.security))
         wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
         return srv, pipeline, bundle
     return start
@@ -91,7 +94,7 @@ def test_readme_upgrade_and_rollback_by_switching_the_bundle_link(live_server, b
     config = build_config({"model": str(link), "security": {"token": TOKEN},
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=25"}]})
     metrics = Metrics()
-    srv = live_server(make_app(build_pipeline(config, metrics), metrics, config.security))
+    srv = live_server(make_app(build_service(config, metrics), metrics, config.security))
     wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
 
     def switch_and_reload(target: str) -> dict:
@@ -106,3 +109,36 @@ def test_readme_upgrade_and_rollback_by_switching_the_bundle_link(live_server, b
     body = switch_and_reload("wood-v1")
     assert body["loaded"]["version"] == "1" and body["previous"]["version"] == "2"
     wait_for(lambda: get_json(srv.url + "/v1/status")[1]["model"]["version"] == "1")
+
+
+def test_a_threshold_change_racing_a_reload_saves_each_manifest_into_its_own_bundle(serve, tmp_path):
+    """The old server read the served manifest, then the bundle path, on the event loop while the
+    worker could swap the model in between: a reload landing there saved model A's manifest into
+    bundle B. A log handler that runs a reload exactly there (the change is logged between the
+    two reads) reproduced it every time. Now the change is a job on the worker, so the reload
+    waits behind it, and each bundle keeps its own manifest."""
+    srv, pipeline, bundle_a = serve(token=TOKEN)
+    bundle_b = shutil.copytree(bundle_a, tmp_path / "bundle-b")
+    raw = json.loads((bundle_b / "manifest.json").read_text())
+    raw["version"] = "b"
+    (bundle_b / "manifest.json").write_text(json.dumps(raw))
+
+    class ReloadInTheWindow(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("threshold changed"):
+                try:
+                    pipeline.reload(bundle_b).result(timeout=1.0)
+                except concurrent.futures.TimeoutError:
+                    pass  # on the worker itself: the reload can only run after this job
+
+    handler = ReloadInTheWindow(level=logging.WARNING)
+    logging.getLogger("edge_ad").addHandler(handler)
+    try:
+        status, body = put(srv.url + "/v1/config/threshold", {"normalized": 0.75}, token=TOKEN)
+        wait_for(lambda: pipeline.model.info["version"] == "b")
+    finally:
+        logging.getLogger("edge_ad").removeHandler(handler)
+    assert status == 200 and body["persisted"] is True
+    assert load_bundle(bundle_b).manifest.version == "b"  # B's manifest is still B's
+    changed = load_bundle(bundle_a).manifest  # the change went into the model it was made on
+    assert changed.version != "b" and changed.thresholds.image.threshold == pytest.approx(body["threshold"])

@@ -1,7 +1,7 @@
 """kill -9 under polling, 20 times: a seq, once served, always means the same result.
 
 The child is the real numbering path (Journal.resume/reserve/append behind ResultStore, as
-edge_ad.service wires it) publishing as fast as it can, and a poller reading the store the way
+edge_ad.assembly wires it) publishing as fast as it can, and a poller reading the store the way
 ``GET /v1/results?after=`` does, printing every result it was served. The parent kills it at a
 random moment, restarts it on the same journal, and checks every served seq against the journal
 afterwards. Before the reservation this failed within a few cycles: rows were written in batches
@@ -21,7 +21,8 @@ from edge_ad.pipeline.journal import Journal
 CHILD = textwrap.dedent("""
     import sys, threading, time
     from edge_ad.pipeline.journal import Journal
-    from edge_ad.pipeline.results import Result, ResultStore, new_boot_id
+    from edge_ad.decision.result import Result
+    from edge_ad.pipeline.results import ResultStore, new_boot_id
 
     journal = Journal(sys.argv[1])
     boot = new_boot_id()

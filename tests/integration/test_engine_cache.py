@@ -26,6 +26,7 @@ def test_tensorrt_ep_caches_engines_in_the_bundle_under_the_key(bundle_dir, tmp_
 def test_a_read_only_model_volume_still_serves(bundle_dir, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(bundle_dir, copy)
+    shutil.rmtree(copy / "engines", ignore_errors=True)  # another test may have built into the fixture
     (copy / "engines").write_text("not a directory")  # mkdir fails as on a read-only mount
     engine = OrtEngine(load_bundle(copy))
     assert engine._with_options(["TensorrtExecutionProvider"]) == [("TensorrtExecutionProvider", {})]

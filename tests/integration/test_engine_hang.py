@@ -8,10 +8,11 @@ import numpy as np
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from edge_ad.inspector import Inspector
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.pipeline.results import ResultStore
-from edge_ad.pipeline.service import Pipeline
+from edge_ad.pipeline.port import PipelinePort
+from edge_ad.pipeline.service import Pipeline, PipelineOptions
+from edge_ad.pipeline.worker import Model
 from edge_ad.server.app import make_app
 from edge_ad.sources.memory import MemorySource
 
@@ -46,8 +47,8 @@ def _pipeline(bundle_dir, engine, factory, metrics):
     bundle = load_bundle(bundle_dir)
     frames = [np.random.default_rng(i).integers(0, 255, (128, 128, 3), np.uint8) for i in range(4)]
     store = ResultStore()
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(frames, 20)}, metrics,
-                    store, bundle_path=bundle.path, engine_factory=factory, hang_timeout_s=1.0)
+    pipe = Pipeline(Model.of(engine, bundle.manifest, bundle.path), {"cam0": MemorySource(frames, 20)}, store,
+                    metrics, PipelineOptions(engine_factory=factory, hang_timeout_s=1.0))
     return pipe, store
 
 
@@ -77,7 +78,7 @@ def test_a_hung_engine_is_replaced_and_no_result_is_lost_or_renumbered(bundle_di
     hung = [r for r in results if r.reason and "engine hung" in r.reason]
     assert len(hung) == 1 and hung[0].verdict == "FAULT" and hung[0].score is None
     assert recovered_s < 30, recovered_s
-    assert pipe.engine is not hanging and all(r.verdict in ("OK", "NG") for r in results if r.seq > hung[0].seq)
+    assert pipe.model.engine is not hanging and all(r.verdict in ("OK", "NG") for r in results if r.seq > hung[0].seq)
 
 
 def test_liveness_fails_when_the_engine_cannot_be_restarted(bundle_dir, live_server):
@@ -89,7 +90,7 @@ def test_liveness_fails_when_the_engine_cannot_be_restarted(bundle_dir, live_ser
 
     metrics = Metrics()
     pipe, store = _pipeline(bundle_dir, hanging, broken_factory, metrics)
-    srv = live_server(make_app(pipe, metrics))  # starts the pipeline
+    srv = live_server(make_app(PipelinePort(pipe), metrics))  # starts the pipeline
     try:
         assert get(srv.url + "/healthz")[0] == 200
         wait_for(lambda: get(srv.url + "/healthz")[0] == 503, timeout=15)
@@ -105,7 +106,7 @@ def test_healthz_fails_after_the_event_loop_stalls(bundle_dir, live_server):
     metrics = Metrics()
     engine = create_engine(bundle)
     pipe, _ = _pipeline(bundle_dir, engine, create_engine, metrics)
-    srv = live_server(make_app(pipe, metrics))
+    srv = live_server(make_app(PipelinePort(pipe), metrics))
     wait_for(lambda: pipe.readiness()[0])
     assert get(srv.url + "/healthz")[0] == 200
     srv.loop.call_soon_threadsafe(time.sleep, 2.6)  # something blocks the event loop

@@ -16,12 +16,12 @@ import pytest
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
 from edge_ad.errors import SourceError
-from edge_ad.inspector import Inspector
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.pipeline.results import ResultStore
-from edge_ad.pipeline.service import Pipeline
-from edge_ad.quality import QualityLimits
-from edge_ad.sources.base import open_source
+from edge_ad.pipeline.service import Pipeline, PipelineOptions
+from edge_ad.pipeline.worker import Model
+from edge_ad.decision.quality import QualityLimits
+from edge_ad.sources.registry import open_source
 
 from .helpers import wait_for
 
@@ -44,7 +44,7 @@ def _pipeline(bundle_dir, sources, quality=None, engine=None):
     bundle = load_bundle(bundle_dir)
     engine = engine or create_engine(bundle)
     metrics, store = Metrics(), ResultStore(4096)
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), sources, metrics, store, quality=quality)
+    pipe = Pipeline(Model.of(engine, bundle.manifest), sources, store, metrics, PipelineOptions(quality=quality))
     return pipe, metrics, store
 
 

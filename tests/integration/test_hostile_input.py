@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, png_of_size as _png, send, wait_for
 
@@ -27,9 +27,10 @@ def service(live_server, bundle_dir, demo_root):
         config = build_config({"model": str(bundle_dir), "security": security or {},
                                "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps={fps}"}]})
         metrics = Metrics()
-        pipeline = build_pipeline(config, metrics)
-        srv = live_server(make_app(pipeline, metrics, config.security, config.server))
-        wait_for(lambda: pipeline.engine_ready.is_set() and pipeline.store.last_seq > 0)
+        service = build_service(config, metrics)
+        pipeline = service.pipeline
+        srv = live_server(make_app(service, metrics, config.security, config.server))
+        wait_for(lambda: pipeline.worker.ready.is_set() and pipeline.store.last_seq > 0)
         return srv, pipeline
     return start
 

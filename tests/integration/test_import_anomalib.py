@@ -12,9 +12,9 @@ from edge_ad.config import build_config
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
 from edge_ad.imageio import read_image, to_model_input
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, send, wait_for
 
@@ -54,7 +54,7 @@ def test_import_without_defects_keeps_anomalibs_threshold_and_serves(demo_root, 
     config = build_config({"model": str(tmp_path / "bundle"),
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=10"}]})
     metrics = Metrics()
-    srv = live_server(make_app(build_pipeline(config, metrics), metrics))
+    srv = live_server(make_app(build_service(config, metrics), metrics))
     wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
     hole = sorted((demo_root / "wood/test/hole").glob("*.png"))[0].read_bytes()
     status, body = send("POST", srv.url + "/v1/infer", hole, content_type="image/png")

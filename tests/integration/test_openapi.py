@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
 from edge_ad.server.openapi import build_spec
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, get_json, wait_for
 
@@ -19,7 +19,7 @@ def _app(bundle_dir, demo_root, **security):
     config = build_config({"model": str(bundle_dir), "security": security,
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=20"}]})
     metrics = Metrics()
-    return make_app(build_pipeline(config, metrics), metrics, config.security, config.server)
+    return make_app(build_service(config, metrics), metrics, config.security, config.server)
 
 
 def test_spec_paths_equal_the_routes(bundle_dir, demo_root):

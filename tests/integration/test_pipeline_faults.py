@@ -6,10 +6,10 @@ import numpy as np
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from edge_ad.inspector import Inspector
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.pipeline.results import ResultStore
-from edge_ad.pipeline.service import Pipeline
+from edge_ad.pipeline.service import Pipeline, PipelineOptions
+from edge_ad.pipeline.worker import Model
 from edge_ad.sources.memory import MemorySource
 
 from .helpers import wait_for
@@ -44,8 +44,7 @@ def test_engine_failure_yields_fault_results_and_keeps_running(bundle_dir):
     engine = FlakyEngine(create_engine(bundle))
     metrics = Metrics()
     store = ResultStore()
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)},
-                    metrics, store)
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, metrics)
     pipe.start()
     try:
         wait_for(lambda: store.last_seq >= 12)
@@ -63,8 +62,8 @@ def test_fast_source_drops_are_counted_and_balance(bundle_dir):
     bundle = load_bundle(bundle_dir)
     engine = create_engine(bundle)
     store = ResultStore()
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest),
-                    {"cam0": MemorySource(_frames(), fps=None)}, Metrics(), store)  # unpaced
+    pipe = Pipeline(Model.of(engine, bundle.manifest),
+                    {"cam0": MemorySource(_frames(), fps=None)}, store, Metrics())  # unpaced
     pipe.start()
     try:
         wait_for(lambda: store.last_seq >= 20)
@@ -77,7 +76,7 @@ def test_fast_source_drops_are_counted_and_balance(bundle_dir):
 
 
 def test_lighting_change_is_reported_as_drift(bundle_dir, demo_root):
-    from edge_ad.drift import DRIFT, OK
+    from edge_ad.decision.drift import DRIFT, OK
     from edge_ad.imageio import read_image
 
     bundle = load_bundle(bundle_dir)
@@ -88,14 +87,14 @@ def test_lighting_change_is_reported_as_drift(bundle_dir, demo_root):
 
     def run(frames, n):
         store = ResultStore()
-        pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(frames, 200)},
-                        metrics, store, drift={"window": 60, "warmup": 40, "alpha": 1e-4})
+        pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(frames, 200)}, store, metrics,
+                        PipelineOptions(drift={"window": 60, "warmup": 40, "alpha": 1e-4}))
         pipe.start()
         try:
             wait_for(lambda: store.last_seq >= n, timeout=120)
         finally:
             pipe.stop()
-        return pipe.drift["cam0"].state
+        return pipe.drift.state("cam0")
 
     assert run(good, 80).state == OK
     darker = [(f * 0.6).astype(np.uint8) for f in good]  # the line's lamp dimmed
@@ -108,7 +107,7 @@ def test_quality_guard_makes_bad_frames_invalid_never_ok(bundle_dir, demo_root):
     import cv2
 
     from edge_ad.imageio import read_image
-    from edge_ad.quality import QualityLimits
+    from edge_ad.decision.quality import QualityLimits
 
     bundle = load_bundle(bundle_dir)
     assert bundle.manifest.image_stats["sharpness_median"] > 0
@@ -117,8 +116,8 @@ def test_quality_guard_makes_bad_frames_invalid_never_ok(bundle_dir, demo_root):
 
     def run(frames, n=6, fps=50):
         store, metrics = ResultStore(), Metrics()
-        pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": MemorySource(frames, fps)},
-                        metrics, store, quality=QualityLimits(frozen_s=1.0))
+        pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(frames, fps)}, store, metrics,
+                        PipelineOptions(quality=QualityLimits(frozen_s=1.0)))
         pipe.start()
         try:
             wait_for(lambda: store.last_seq >= n, timeout=60)
@@ -161,7 +160,7 @@ def test_a_hanging_source_is_reported_stalled_within_two_seconds(bundle_dir):
     engine = create_engine(bundle)
     metrics, store = Metrics(), ResultStore()
     source = HangingSource(_frames(), fps=20, hang_after=10)
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": source}, metrics, store)
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": source}, store, metrics)
     pipe.start()
     try:
         wait_for(lambda: store.last_seq >= 5)
@@ -201,7 +200,7 @@ def test_a_camera_that_fails_at_once_is_retried_with_backoff_not_spun(bundle_dir
     bundle = load_bundle(bundle_dir)
     engine = create_engine(bundle)
     source = FailsAtOnceSource()
-    pipe = Pipeline(engine, Inspector(engine, bundle.manifest), {"cam0": source}, Metrics(), ResultStore())
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": source}, ResultStore(), Metrics())
     pipe.start()
     try:
         time.sleep(2.5)

@@ -5,9 +5,9 @@ import threading
 import pytest
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, get_json, send, wait_for
 
@@ -19,7 +19,7 @@ def server(live_server, bundle_dir, demo_root, tmp_path):
                                        {"name": "line", "source": f"dir://{demo_root}/wood/test/good?loop=1&fps=10"}],
                            "results": {"journal": str(tmp_path / "journal.sqlite")}})
     metrics = Metrics()
-    srv = live_server(make_app(build_pipeline(config, metrics), metrics))
+    srv = live_server(make_app(build_service(config, metrics), metrics))
     wait_for(lambda: get(srv.url + "/readyz")[0] == 200)  # an idle push camera is ready
     return srv
 

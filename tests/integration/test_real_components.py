@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, wait_for
 
@@ -45,7 +45,7 @@ def running(live_server, bundle_dir, demo_root):
     config = build_config({"model": str(bundle_dir),
                            "cameras": [{"source": f"file://{demo_root}/video/wood_line.avi?loop=1&fps=20"}]})
     metrics = Metrics()
-    srv = live_server(make_app(build_pipeline(config, metrics), metrics))
+    srv = live_server(make_app(build_service(config, metrics), metrics))
     wait_for(lambda: get(srv.url + "/readyz")[0] == 200)
     return srv
 

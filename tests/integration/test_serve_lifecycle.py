@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, send, wait_for
 
@@ -95,8 +95,9 @@ def test_slow_header_connections_are_closed_while_polls_stay_fast(bundle_dir, de
     config = build_config({"model": str(bundle_dir), "server": {"header_timeout_s": 2},
                            "cameras": [{"source": f"dir://{demo_root}/wood/test/good?loop=1&fps=10"}]})
     metrics = Metrics()
-    pipeline = build_pipeline(config, metrics)
-    srv = live_server(make_app(pipeline, metrics, config.security, config.server))
+    service = build_service(config, metrics)
+    pipeline = service.pipeline
+    srv = live_server(make_app(service, metrics, config.security, config.server))
     wait_for(lambda: pipeline.store.last_seq > 0)
     slow = []
     for _ in range(50):

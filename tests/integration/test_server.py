@@ -3,9 +3,9 @@ import numpy as np
 import cv2
 
 from edge_ad.config import build_config
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
-from edge_ad.service import build_pipeline
+from edge_ad.assembly import build_service
 
 from .helpers import get, get_json, wait_for
 
@@ -13,8 +13,9 @@ from .helpers import get, get_json, wait_for
 def _serve(live_server, bundle_dir, source):
     config = build_config({"model": str(bundle_dir), "cameras": [{"source": source}]})
     metrics = Metrics()
-    pipeline = build_pipeline(config, metrics)
-    return live_server(make_app(pipeline, metrics)), pipeline
+    service = build_service(config, metrics)
+    pipeline = service.pipeline
+    return live_server(make_app(service, metrics)), pipeline
 
 
 def test_live_video_through_http(live_server, bundle_dir, demo_root):
@@ -104,8 +105,8 @@ def test_reject_gallery_frames_and_no_cors_by_default(live_server, bundle_dir, d
     import urllib.request
 
     srv, pipeline = _serve(live_server, bundle_dir, f"dir://{demo_root}/wood/test/hole?loop=1&fps=20")
-    wait_for(lambda: len(pipeline.rejects) >= 2)
-    seq = pipeline.rejects[0].seq
+    wait_for(lambda: len(pipeline.views.rejects()) >= 2)
+    seq = pipeline.views.rejects()[0].seq
     status, body, headers = get(f"{srv.url}/v1/frame.jpg?seq={seq}")
     assert status == 200 and body[:2] == b"\xff\xd8" and headers["X-Seq"] == str(seq)
     assert get(f"{srv.url}/v1/frame.jpg?seq=999999")[0] == 404
@@ -122,8 +123,9 @@ def test_results_survive_a_restart_through_the_journal(live_server, bundle_dir, 
         config = build_config({"model": str(bundle_dir), "cameras": [{"source": source}],
                                "results": {"journal": str(journal), "ring_size": 10}})
         metrics = Metrics()
-        pipeline = build_pipeline(config, metrics)
-        return live_server(make_app(pipeline, metrics)), pipeline
+        service = build_service(config, metrics)
+        pipeline = service.pipeline
+        return live_server(make_app(service, metrics)), pipeline
 
     srv, pipeline = start()
     wait_for(lambda: pipeline.store.last_seq >= 15)

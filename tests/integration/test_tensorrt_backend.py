@@ -11,7 +11,8 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from edge_ad.engines.tensorrt import TrtEngine, build_engine, plan_files
+from edge_ad.engines.tensorrt import TrtEngine
+from edge_ad.engines.tensorrt_build import build_engine, plan_files
 from edge_ad.errors import EdgeAdError
 from edge_ad.platform import Platform
 from tests.fakes import fake_cudart, fake_tensorrt

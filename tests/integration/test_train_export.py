@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
 from edge_ad.imageio import read_image
-from edge_ad.inspector import Inspector
+from edge_ad.pipeline.inspector import Inspector
 from export.data import load_images
 from export.onnx_export import BundleGraph
 from export.train import load_checkpoint, reexport

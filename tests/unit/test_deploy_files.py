@@ -193,7 +193,7 @@ def test_setup_host_refuses_a_machine_that_is_not_a_jetson(tmp_path):
 def test_camera_presets_are_valid_configs_with_jetson_pipelines(preset, monkeypatch):
     from edge_ad.config import load_config
     from edge_ad.sources import live
-    from edge_ad.sources.base import open_source
+    from edge_ad.sources.registry import open_source
 
     config = load_config(preset)
     # build the Jetson variant here: the pipeline string is pure, GStreamer is not started

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from edge_ad.drift import DRIFT, OK, UNAVAILABLE, WARMING_UP, DriftGuard, ks_p_value, ks_statistic
+from edge_ad.decision.drift import DRIFT, OK, UNAVAILABLE, WARMING_UP, DriftGuard, ks_p_value, ks_statistic
 
 
 def test_ks_statistic_and_p_value_match_scipy():

@@ -4,9 +4,10 @@ import time
 import numpy as np
 
 from edge_ad.decision import Region
-from edge_ad.evidence import EvidenceStore, export_mvtec
-from edge_ad.inspector import Inspection
-from edge_ad.pipeline.results import Result
+from edge_ad.publish.evidence import EvidenceStore, export_mvtec
+from edge_ad.decision.scoring import Inspection
+from edge_ad.publish import Publication
+from edge_ad.decision.result import Result
 
 
 def _item(seq, verdict, size=64):
@@ -17,7 +18,7 @@ def _item(seq, verdict, size=64):
     ins = Inspection(verdict, 0.9, 2.0, 1.0, (), map_norm, 0, 0, 0)
     regions = (Region((8, 8, 12, 12), 144, 0.9),) if verdict == "NG" else ()
     res = Result(seq, "cam0", seq, time.time(), time.time(), verdict, 0.9, 2.0, 1.0, {"name": "m"}, regions)
-    return res, frame, ins
+    return Publication(res, frame, ins, manifest=None)  # evidence reads no manifest
 
 
 def _drain(store):
@@ -28,7 +29,7 @@ def test_saves_rejects_and_samples_ok(tmp_path):
     store = EvidenceStore(tmp_path / "ev", quota_bytes=10**9, ok_every=10)
     store.start()
     for seq, verdict in [(1, "OK"), (2, "NG"), (3, "INVALID"), (10, "OK")]:
-        store.offer(*_item(seq, verdict))
+        store.publish(_item(seq, verdict))
     _drain(store)
     names = sorted(p.name for p in (tmp_path / "ev").iterdir())
     assert "000000000002_cam0_NG.png" in names and "000000000002_cam0_NG_mask.png" in names
@@ -42,7 +43,7 @@ def test_quota_evicts_oldest_first(tmp_path):
     store = EvidenceStore(tmp_path / "ev", quota_bytes=100_000, ok_every=0)
     store.start()
     for seq in range(1, 30):
-        store.offer(*_item(seq, "NG", size=96))
+        store.publish(_item(seq, "NG", size=96))
     _drain(store)
     files = sorted((tmp_path / "ev").iterdir())
     assert sum(p.stat().st_size for p in files) <= 100_000
@@ -54,7 +55,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     store = EvidenceStore(tmp_path / "ev", quota_bytes=10**9, queue_size=2)  # writer not started
     t0 = time.perf_counter()
     for seq in range(1, 6):
-        store.offer(*_item(seq, "NG"))
+        store.publish(_item(seq, "NG"))
     assert time.perf_counter() - t0 < 0.5 and store.dropped == 3
 
 
@@ -62,7 +63,7 @@ def test_export_in_mvtec_layout(tmp_path):
     store = EvidenceStore(tmp_path / "ev", quota_bytes=10**9, ok_every=1)
     store.start()
     for seq, verdict in [(1, "OK"), (2, "NG"), (3, "INVALID")]:
-        store.offer(*_item(seq, verdict))
+        store.publish(_item(seq, verdict))
     _drain(store)
     counts = export_mvtec(tmp_path / "ev", tmp_path / "out")
     assert counts == {"good": 1, "ng": 1, "invalid": 1}

@@ -4,7 +4,7 @@ import pytest
 
 from edge_ad.config import build_config
 from edge_ad.errors import ConfigError
-from edge_ad.geometry import CameraDecision, load_ignore_mask
+from edge_ad.decision.camera import CameraDecision, load_ignore_mask
 
 
 def test_crop_then_rotate_by_value():

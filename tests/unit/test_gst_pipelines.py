@@ -93,14 +93,14 @@ def test_rtsp_keeps_the_cameras_query_and_hides_the_password():
     ("csi://0?flip=-1", "whole number"),
 ])
 def test_bad_live_uris_fail_at_start_with_one_line(uri, message):
-    from edge_ad.sources.base import open_source
+    from edge_ad.sources.registry import open_source
 
     with pytest.raises(SourceError, match=message):
         open_source(uri)
 
 
 def test_platform_override_selects_the_jetson_variant():
-    from edge_ad.sources.base import open_source
+    from edge_ad.sources.registry import open_source
 
     try:
         source = open_source("v4l2://0?platform=jetson&backend=gst&width=640&height=480")

@@ -2,7 +2,8 @@ import sqlite3
 import time
 
 from edge_ad.pipeline.journal import RESERVE_BLOCK, Journal
-from edge_ad.pipeline.results import Evicted, Result, ResultStore
+from edge_ad.decision.result import Result
+from edge_ad.pipeline.results import Evicted, ResultStore
 
 import pytest
 

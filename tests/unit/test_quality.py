@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_ad.quality import FrozenDetector, QualityLimits, measure, problem, reference_stats
+from edge_ad.decision.quality import FrozenDetector, QualityLimits, measure, problem, reference_stats
 
 LIMITS = QualityLimits()
 

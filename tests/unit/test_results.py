@@ -1,7 +1,8 @@
 import pytest
 
 from edge_ad.decision import NG, OK
-from edge_ad.pipeline.results import Evicted, Result, ResultStore, as_stale
+from edge_ad.decision.result import Result, as_stale
+from edge_ad.pipeline.results import Evicted, ResultStore
 
 
 def _make(verdict=OK, camera="cam0", t=100.0):

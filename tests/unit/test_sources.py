@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from edge_ad.errors import SourceError
-from edge_ad.sources.base import open_source, parse_uri
+from edge_ad.sources.base import parse_uri
+from edge_ad.sources.registry import open_source
 
 
 def test_parse_uri():

@@ -2,7 +2,7 @@
 (Nano) print them; values checked one by one."""
 import pytest
 
-from edge_ad.metrics import Metrics
+from edge_ad.prometheus import Metrics
 from edge_ad.telemetry import TegrastatsThread, parse_tegrastats
 
 ORIN_NANO = ("11-24-2026 10:00:01 RAM 3100/7620MB (lfb 2x4MB) SWAP 10/3810MB (cached 0MB) "

@@ -76,9 +76,10 @@ def test_fake_tensorrt_class_matches_the_real_one(name):
 
 
 def test_the_backend_uses_only_what_the_fake_has():
-    """Every attribute the backend touches on the tensorrt module exists in the fake (and so, by
-    the test above, in the real bindings)."""
-    source = (Path(__file__).resolve().parents[2] / "edge_ad/engines/tensorrt.py").read_text()
+    """Every attribute the backend (runner and builder) touches on the tensorrt module exists in
+    the fake (and so, by the test above, in the real bindings)."""
+    engines = Path(__file__).resolve().parents[2] / "edge_ad/engines"
+    source = "".join((engines / f).read_text() for f in ("tensorrt.py", "tensorrt_build.py"))  # runner, builder
     for name in set(re.findall(r"\btrt\.(\w+)", source)):
         assert hasattr(fake_tensorrt, name) and name in REFERENCE["classes"], name
     for chain in set(re.findall(r"\btrt\.(\w+)\.(\w+)", source)):

@@ -3,69 +3,52 @@ its overlay and a JSON sidecar, under a disk quota; exported in the MVTec layout
 
 Files: ``ROOT/<seq:012d>_<camera>_<verdict>.png`` (the frame, lossless: it may become training
 data), ``..._overlay.jpg`` and ``....json`` (the result). Sequence numbers order them, so
-eviction is oldest-first by name. A writer thread does the encoding and the disk work; when it
-falls behind, new evidence is dropped and counted, inspection never waits.
+eviction is oldest-first by name. A publisher's thread does the encoding and the disk work; when
+it falls behind, new evidence is dropped and counted, inspection never waits.
 """
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import shutil
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .decision import INVALID, NG, OK
-from .overlay import encode_jpeg, render_overlay
+from ..decision import INVALID, NG, OK
+from ..overlay import encode_jpeg, render_overlay
+from .base import Publication, QueuedPublisher
 
 log = logging.getLogger(__name__)
 
 
-class EvidenceStore:
+class EvidenceStore(QueuedPublisher):
+    """Owns the evidence folder: what is written, its byte count, and eviction under the quota."""
+
     def __init__(self, root: str | Path, quota_bytes: int, ok_every: int = 100, metrics=None,
                  queue_size: int = 32):
+        super().__init__("evidence", queue_size, metrics)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.quota = quota_bytes
         self.ok_every = ok_every
-        self.metrics = metrics
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._loop, name="evidence", daemon=True)
         self._files = sorted(p for p in self.root.iterdir() if p.is_file())
         self.bytes = sum(p.stat().st_size for p in self._files)
-        self.dropped = 0
 
-    def wants(self, seq: int, verdict: str) -> bool:
+    def wants(self, item: Publication) -> bool:
+        seq, verdict = item.result.seq, item.result.verdict
         return verdict in (NG, INVALID) or (verdict == OK and self.ok_every > 0 and seq % self.ok_every == 0)
 
-    def offer(self, result, frame_rgb: np.ndarray, inspection) -> None:
-        """Called by the worker; returns at once."""
-        if not self.wants(result.seq, result.verdict):
-            return
+    def on_drop(self, item: Publication) -> None:
+        if self.metrics:
+            self.metrics.evidence_dropped.inc()
+
+    def deliver(self, item: Publication) -> None:
         try:
-            self._queue.put_nowait((result, frame_rgb, inspection))
-        except queue.Full:
-            self.dropped += 1
-            if self.metrics:
-                self.metrics.evidence_dropped.inc()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(30)
-
-    def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._save(*item)
-            except OSError as exc:  # a full or read-only disk must not stop inspection
-                log.error("evidence not saved: %s", exc)
+            self._save(item.result, item.image_rgb, item.inspection)
+        except OSError as exc:  # a full or read-only disk must not stop inspection
+            log.error("evidence not saved: %s", exc)
 
     def _save(self, result, frame_rgb, ins) -> None:
         stem = f"{result.seq:012d}_{result.camera}_{result.verdict}"
@@ -114,7 +97,7 @@ def export_mvtec(store: str | Path, out: str | Path) -> dict[str, int]:
     training on them."""
     store, out = Path(store), Path(out)
     if not store.is_dir():
-        from .errors import EdgeAdError
+        from ..errors import EdgeAdError
 
         raise EdgeAdError(f"evidence store not found: {store}")
     counts = {"good": 0, "ng": 0, "invalid": 0}

@@ -13,6 +13,8 @@ STAGES = ("preprocess", "infer", "postprocess", "publish", "end_to_end")
 
 
 class Metrics:
+    """Owns the registry and every instrument the service updates."""
+
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = r = registry or CollectorRegistry()
         self.frames_captured = Counter("edge_ad_frames_captured", "Frames read from the source",
@@ -75,6 +77,10 @@ class Metrics:
                                       registry=r)
         self.evidence_dropped = Counter("edge_ad_evidence_dropped",
                                         "Evidence not saved because the writer fell behind", registry=r)
+        self.publisher_dropped = Counter("edge_ad_publisher_dropped",
+                                         "Results an output (evidence, views, metrics, ...) skipped because "
+                                         "its queue was full; the journal still has them", ["publisher"],
+                                         registry=r)
         self.evidence_bytes = Gauge("edge_ad_evidence_bytes", "Disk used by the evidence store", registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

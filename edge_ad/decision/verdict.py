@@ -1,15 +1,30 @@
-"""From raw engine outputs to a verdict: normalization (0.5 = threshold) and regions.
+"""The four verdicts, score normalization (0.5 = threshold) and defect regions.
 
 Pure numpy in, numpy/dataclasses out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import cv2
 import numpy as np
 
-OK, NG, INVALID, FAULT = "OK", "NG", "INVALID", "FAULT"
+
+class Verdict(str, Enum):
+    """What a result says about a part. A ``str`` underneath, so JSON, SQLite, Prometheus labels
+    and comparisons with the plain words see "OK", never "Verdict.OK"."""
+
+    OK = "OK"  # inspected, no defect
+    NG = "NG"  # inspected, defective
+    INVALID = "INVALID"  # the frame could not be judged (dark, blurred, frozen): never an OK
+    FAULT = "FAULT"  # the system failed (engine, camera, deadline): no score is invented
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+OK, NG, INVALID, FAULT = Verdict.OK, Verdict.NG, Verdict.INVALID, Verdict.FAULT
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,7 @@ def normalize(raw, threshold: float, scale: float):
     return np.clip(0.5 + 0.5 * (np.asarray(raw, np.float32) - threshold) / scale, 0.0, 1.0)
 
 
-def verdict_for(score_norm: float) -> str:
+def verdict_for(score_norm: float) -> Verdict:
     return NG if score_norm >= 0.5 else OK
 
 

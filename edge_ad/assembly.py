@@ -1,0 +1,64 @@
+"""Assembling the service from a config: bundle → engine → model → sources → store (journal) →
+publishers → pipeline → the port the server talks to."""
+from __future__ import annotations
+
+from .bundle import load_bundle
+from .config import ServiceConfig
+from .decision.camera import CameraDecision, load_ignore_mask
+from .decision.quality import QualityLimits
+from .engines import config_options, create_engine
+from .pipeline.port import PipelinePort
+from .pipeline.results import ResultStore, new_boot_id
+from .pipeline.service import Pipeline, PipelineOptions
+from .pipeline.worker import Model
+from .prometheus import Metrics
+from .sources.registry import open_source
+from .telemetry import TegrastatsThread
+
+
+def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> PipelinePort:
+    """Everything that can be checked without running is checked here, so a bad bundle or an
+    unknown source scheme fails at start with one clear line."""
+    metrics = metrics or Metrics()
+    # sources first: a bad URI is a configuration error (exit), a bad model is not (serve
+    # not-ready and retry, see commands/serve.py)
+    sources = {cam.name: open_source(cam.source) for cam in config.cameras}
+    bundle = load_bundle(config.model)
+    backend, engine_options = config.engine.backend, config_options(config.engine)
+    engine = create_engine(bundle, backend, **engine_options)
+    m = bundle.manifest
+    metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
+                        "onnx_sha256": m.provenance.onnx_sha256[:16]})
+
+    def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
+        return create_engine(b, backend, **engine_options)
+
+    store = ResultStore(config.results.ring_size, boot_id=new_boot_id())
+    if config.results.journal is not None:
+        from .pipeline.journal import Journal
+
+        r = config.results
+        store = ResultStore.journaled(Journal(r.journal, r.journal_max_rows, r.journal_max_age_days * 86400),
+                                      r.ring_size)
+    q = config.quality
+    limits = QualityLimits(q.min_brightness, q.max_brightness, q.max_clipped, q.min_sharpness_ratio,
+                           q.frozen_s, q.frozen_delta) if q.enabled else None
+    outputs = []
+    if config.evidence.path is not None:
+        from .publish.evidence import EvidenceStore
+
+        ev = config.evidence
+        outputs.append(EvidenceStore(ev.path, int(ev.quota_mb * 1024 * 1024), ev.ok_every, metrics))
+    decisions = {}
+    for cam in config.cameras:
+        if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
+            ignore = load_ignore_mask(cam.ignore_mask, m.input.height, m.input.width) if cam.ignore_mask else None
+            decisions[cam.name] = CameraDecision(cam.roi, cam.rotate, ignore, cam.min_defect_area_px)
+    options = PipelineOptions(
+        batch_size=config.engine.batch_size, stale_periods=config.results.stale_periods,
+        hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
+        decisions=decisions, model_root=config.models.root or config.model.parent,
+        engine_factory=engine_factory)
+    pipeline = Pipeline(Model.of(engine, m, bundle.path), sources, store, metrics, options, tuple(outputs))
+    telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
+    return PipelinePort(pipeline, telemetry)

@@ -1,0 +1,58 @@
+"""From one frame's raw engine outputs to its inspection: the camera's ignore mask, score
+normalization, regions and the verdict. Pure: numpy in, a frozen record out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bundle import Thresholds
+from .camera import CameraDecision
+from .verdict import OK, Region, Verdict, find_regions, normalize, verdict_for
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the model said about one frame, judged against the thresholds in force."""
+    verdict: Verdict
+    score: float  # normalized, 0.5 = threshold
+    raw_score: float
+    threshold: float  # raw image threshold in force for this inspection
+    regions: tuple[Region, ...]
+    map_norm: np.ndarray  # (H, W) at model input size, 0..1
+    preprocess_s: float
+    infer_s: float
+    postprocess_s: float
+    inspected_rgb: np.ndarray | None = None  # the image the map belongs to (after ROI/rotation)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The judged part of an inspection, before the timings are attached."""
+    verdict: Verdict
+    score: float
+    raw_score: float
+    map_norm: np.ndarray
+    regions: tuple[Region, ...]
+
+
+def score_frame(raw_map: np.ndarray, raw_score: float, thresholds: Thresholds,
+                frame_hw: tuple[int, int], decision: CameraDecision | None = None,
+                min_area_px: int = 0) -> Scored:
+    """``raw_map`` (H, W) and ``raw_score`` of one frame whose inspected image is ``frame_hw``."""
+    if decision is not None:
+        min_area_px = max(min_area_px, decision.min_defect_area_px)
+        if decision.ignore_model is not None:
+            # Ignored pixels cannot raise the map or the score (the score is the map's maximum
+            # for the families here, so it is taken again over what remains).
+            keep = ~decision.ignore_model
+            raw_map = np.where(decision.ignore_model,
+                               np.float32(thresholds.pixel.threshold - thresholds.pixel.scale), raw_map)
+            raw_score = float(raw_map[keep].max()) if keep.any() else raw_score
+    score = float(normalize(raw_score, thresholds.image.threshold, thresholds.image.scale))
+    map_norm = normalize(raw_map, thresholds.pixel.threshold, thresholds.pixel.scale)
+    regions = tuple(find_regions(map_norm, frame_hw, min_area_px))
+    verdict = verdict_for(score)
+    if min_area_px and not regions:  # an NG needs a defect at least min_area_px large
+        verdict = OK
+    return Scored(verdict, score, float(raw_score), map_norm, regions)

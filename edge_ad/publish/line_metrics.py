@@ -1,0 +1,64 @@
+"""Per-result Prometheus updates (verdicts, scores, stage latencies) and the drift guard per
+camera, off the inference worker's thread."""
+from __future__ import annotations
+
+import threading
+
+from ..decision.drift import DRIFT, DriftGuard, DriftState
+from .base import Publication, QueuedPublisher
+
+
+class LineMetrics(QueuedPublisher):
+    """Owns nothing but the updates: the instruments belong to ``Metrics``."""
+
+    def __init__(self, metrics):
+        super().__init__("metrics", queue_size=256, metrics=metrics)
+
+    def deliver(self, item: Publication) -> None:
+        m, r, ins = self.metrics, item.result, item.inspection
+        m.frames_processed.labels(r.camera).inc()
+        m.verdicts.labels(r.camera, r.verdict).inc()
+        m.frame_age.labels(r.camera).set(r.published_at - r.captured_at)
+        if ins is not None:
+            m.stage_latency.labels("preprocess").observe(ins.preprocess_s)
+            m.stage_latency.labels("infer").observe(ins.infer_s)
+            m.stage_latency.labels("postprocess").observe(ins.postprocess_s)
+            m.score.labels(r.camera).observe(ins.score)
+            m.margin.labels(r.camera).set(ins.score - 0.5)
+            m.threshold.set(ins.threshold)
+        if "end_to_end" in r.latency_ms:
+            m.stage_latency.labels("end_to_end").observe(r.latency_ms["end_to_end"] / 1000)
+
+
+class DriftMonitor(QueuedPublisher):
+    """Owns one DriftGuard per camera, fed every inspected raw score; a result from another model
+    (a reload) starts the guards afresh from that model's calibration scores."""
+
+    def __init__(self, cameras, params: dict | None, metrics):
+        super().__init__("drift", queue_size=256, metrics=metrics)
+        self._cameras, self._params = tuple(cameras), params or {}
+        self._lock = threading.Lock()
+        self._guards: dict[str, DriftGuard] = {}
+        self._model: dict | None = None
+
+    def reset(self, normal_scores, model: dict | None = None) -> None:
+        """Start every camera's guard afresh (at start, and for another model's results)."""
+        with self._lock:
+            self._model = model
+            self._guards = {c: DriftGuard(normal_scores, **self._params) for c in self._cameras}
+
+    def deliver(self, item: Publication) -> None:
+        if item.inspection is None:
+            return
+        if item.result.model is not self._model:  # a new model_info dict only comes with a reload
+            self.reset(item.manifest.calibration.normal_scores, item.result.model)
+        with self._lock:
+            state = self._guards[item.result.camera].add(item.inspection.raw_score)
+        if state is not None and state.statistic is not None:
+            self.metrics.drift_statistic.labels(item.result.camera).set(state.statistic)
+            self.metrics.drift_detected.labels(item.result.camera).set(int(state.state == DRIFT))
+
+    def state(self, camera: str) -> DriftState | None:
+        with self._lock:
+            guard = self._guards.get(camera)
+            return guard.state if guard is not None else None
