@@ -1,14 +1,17 @@
-# The two README commands: `make run` and `make test`. Everything installs into .venv.
+# The two README commands: `make run` and `make test`. Everything installs into .venv, but for
+# the runtime tier of the tests: `make test-runtime` runs it in .venv-runtime, without torch.
 PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
+RT_VENV  := .venv-runtime
+RT_BIN   := $(RT_VENV)/bin
 DATA     := var/demo
 CATEGORY ?= wood
 RUN_DIR  := var/runs/$(CATEGORY)
 PORT     ?= 8080
 SOURCE   ?= file://$(abspath $(DATA))/video/$(CATEGORY)_line.avi?loop=1
 
-.PHONY: run test install install-test system-test-deps demo model bench clean
+.PHONY: run test test-runtime install install-test system-test-deps demo model bench clean
 
 run: $(RUN_DIR)/.complete
 	@echo "edge-ad: serving on http://127.0.0.1:$(PORT)  (dashboard /, API /v1/result, metrics /metrics; Ctrl-C stops)"
@@ -60,7 +63,22 @@ system-test-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: $(VENV)/.installed-test system-test-deps
+# The runtime tier (tests/tiers.py) in a venv with what the Jetson image installs: the runtime,
+# TensorRT's helpers (onnx, cuda-python), PyGObject, and pytest; never torch or export's extras.
+$(RT_VENV)/.created:
+	$(PYTHON) -m venv $(RT_VENV) || { rm -rf $(RT_VENV); apt-get install -y python3-venv && $(PYTHON) -m venv $(RT_VENV); }
+	@touch $@
+
+$(RT_VENV)/.installed-runtime-tier: pyproject.toml $(RT_VENV)/.created | system-test-deps
+	$(RT_BIN)/pip install --progress-bar on -e '.[runtime,trt,gst,selftest]'
+	@touch $@
+
+test-runtime: $(RT_VENV)/.installed-runtime-tier system-test-deps
+	@# the tier's conftest blocks torch and export/ in its own process; here: none is installed
+	@$(RT_BIN)/python -c 'import importlib.util as u, sys; bad = [m for m in ("torch", "scipy", "sklearn") if u.find_spec(m)]; sys.exit(f"$(RT_VENV) has {bad}: the runtime tier must run without them" if bad else 0)'
+	$(RT_BIN)/python -m pytest --runtime-tier
+
+test: test-runtime $(VENV)/.installed-test system-test-deps
 	$(BIN)/python -m pytest
 
 bench: $(RUN_DIR)/.complete

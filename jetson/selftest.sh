@@ -2,17 +2,19 @@
 # On the Jetson that will run it: does this bundle build, agree with ONNX Runtime and run fast
 # enough here? Run inside the edge-ad container (or wherever edge-ad is installed):
 #
-#   jetson/selftest.sh BUNDLE --data DIR [--config FILE] [--seconds N] [--out DIR]
+#   jetson/selftest.sh BUNDLE --data DIR [--config FILE] [--seconds N] [--out DIR] [--tests PATH]
 #
 #   BUNDLE        the model bundle (manifest.json + model.onnx)
 #   --data DIR    real images of parts (a folder, or an MVTec category): parity and latency run on them
 #   --config FILE the service config: its cameras are opened and read once (edge-ad check)
 #   --seconds N   length of each latency phase (default 2)
 #   --out DIR     where reports go (default ./selftest-<date>)
+#   --tests PATH  edge-ad's runtime tier of tests (default /opt/edge-ad/selftest/tests, in the image)
 #
-# Steps: device (L4T, JetPack, TensorRT, GPU) → cameras → TensorRT engines fp16 and int8
-# (edge-ad build-engine) → parity of each against ONNX Runtime CPU (edge-ad verify) → latency
-# percentiles of each engine and of ONNX Runtime (edge-ad bench). PASS/FAIL per step; exit 1 on any FAIL.
+# Steps: device (L4T, JetPack, TensorRT, GPU) → edge-ad's runtime tests (pytest) → cameras →
+# TensorRT engines fp16 and int8 (edge-ad build-engine) → parity of each against ONNX Runtime CPU
+# (edge-ad verify) → latency percentiles of each engine and of ONNX Runtime (edge-ad bench).
+# PASS/FAIL per step; exit 1 on any FAIL.
 set -uo pipefail
 
 die() { printf 'selftest: error: %s\n' "$*" >&2; exit 2; }
@@ -21,13 +23,15 @@ DATA=""
 CONFIG=""
 SECONDS_PER_PHASE=2
 OUT="selftest-$(date +%Y%m%d-%H%M%S)"
+TESTS=/opt/edge-ad/selftest/tests
 while [ $# -gt 0 ]; do
     case "$1" in
         --data) DATA="${2:?--data needs a folder}"; shift 2 ;;
         --config) CONFIG="${2:?--config needs a file}"; shift 2 ;;
         --seconds) SECONDS_PER_PHASE="${2:?--seconds needs a number}"; shift 2 ;;
         --out) OUT="${2:?--out needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --tests) TESTS="${2:?--tests needs a folder or file of tests}"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) BUNDLE="$1"; shift ;;
     esac
@@ -63,6 +67,16 @@ if grep -q "^Jetson" "$OUT/device.log"; then
     report PASS device "$(cat "$OUT/device.log")"
 else
     report FAIL device "$(tail -n 1 "$OUT/device.log")"
+fi
+
+# edge-ad's own tests, the runtime tier (tests/tiers.py): this installation's Python packages,
+# OpenCV, GStreamer and HTTP stack behave as in development. The test of this script expects to
+# run off a Jetson, so it stays out; pytest writes nothing outside /tmp (read-only root).
+if [ -e "$TESTS" ]; then
+    step tests python3 -m pytest "$TESTS" --runtime-tier -q -p no:cacheprovider \
+        --ignore="$TESTS/integration/test_jetson_selftest.py"
+else
+    report FAIL tests "no tests at $TESTS (the edge-ad:jetson image carries them; or give --tests)"
 fi
 
 if [ -n "$CONFIG" ]; then

@@ -14,10 +14,10 @@ from export.onnx_export import BundleGraph
 from export.train import load_checkpoint, train
 
 
-def _torch_vs_engine(run, demo_root):
+def _torch_vs_engine(run, export_demo_root):
     """ONNX Runtime's and torch's outputs, and the labels, on the demo test split."""
     model, _ = load_checkpoint(run / "checkpoint.pt")
-    paths = sorted((demo_root / "wood" / "test").glob("*/*.png"))
+    paths = sorted((export_demo_root / "wood" / "test").glob("*/*.png"))
     x = load_images(paths, 128, 3)
     with torch.no_grad():
         t_map, t_score = (o.numpy() for o in BundleGraph(model, 3)(torch.from_numpy(x)))
@@ -40,14 +40,14 @@ MAP_ATOL = 1e-4
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_family_trains_exports_and_matches_torch(family, demo_root, tmp_path):
+def test_every_family_trains_exports_and_matches_torch(family, export_demo_root, tmp_path):
     """A few steps (a small bank) on tiny data: the bundle passes the parity gate, ONNX Runtime
     matches torch on every test image, and the model already ranks defects above good parts."""
     steps = FAMILIES[family]
-    train(family, demo_root / "wood", tmp_path, size=128, steps=steps, seed=0)
+    train(family, export_demo_root / "wood", tmp_path, size=128, steps=steps, seed=0)
     bundle = load_bundle(tmp_path / "bundle")
     assert bundle.manifest.family == family and bundle.manifest.parity["torch"].passed
-    model, o_map, o_score, diff, labels = _torch_vs_engine(tmp_path, demo_root)
+    model, o_map, o_score, diff, labels = _torch_vs_engine(tmp_path, export_demo_root)
     of_scale = diff["score_abs"] / bundle.manifest.thresholds.image.scale
     stated = (f"{family}: max |Δ score| {diff['score_abs']:.2e} ({of_scale:.2e} of the threshold scale, "
               f"{diff['score_rel']:.2e} relative), max |Δ map| {diff['map_abs']:.2e}")
@@ -71,24 +71,24 @@ def test_every_family_trains_exports_and_matches_torch(family, demo_root, tmp_pa
 
 
 @pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "patchcore", "knn", "fused"])
-def test_every_family_takes_a_grayscale_camera(family, demo_root, tmp_path):
+def test_every_family_takes_a_grayscale_camera(family, export_demo_root, tmp_path):
     steps = 256 if family in ("patchcore", "knn", "fused") else 10
     code_path = tmp_path / family
-    train(family, demo_root / "wood", code_path, size=64, steps=steps, seed=0, channels=1)
+    train(family, export_demo_root / "wood", code_path, size=64, steps=steps, seed=0, channels=1)
     bundle = load_bundle(code_path / "bundle")
     assert (bundle.manifest.input.channels, bundle.manifest.input.color) == (1, "GRAY")
-    x = load_images(sorted((demo_root / "wood" / "test" / "good").glob("*.png"))[:2], 64, 1)
+    x = load_images(sorted((export_demo_root / "wood" / "test" / "good").glob("*.png"))[:2], 64, 1)
     with create_engine(bundle) as engine:
         amap, score = engine.infer(x)
     assert x.shape[-1] == 1 and amap.shape == (2, 64, 64) and np.isfinite(score).all()
 
 
 @pytest.mark.parametrize("family, steps", [("rd", 5), ("patchcore", 128)])
-def test_training_is_deterministic_with_a_seed(family, steps, demo_root, tmp_path):
+def test_training_is_deterministic_with_a_seed(family, steps, export_demo_root, tmp_path):
     """The same seed gives the same weights and threshold; another seed does not."""
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        train(family, demo_root / "wood", tmp_path / name, size=64, steps=steps, seed=seed)
+        train(family, export_demo_root / "wood", tmp_path / name, size=64, steps=steps, seed=seed)
         state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["state_dict"]
         runs[name] = (state, load_bundle(tmp_path / name / "bundle").manifest.thresholds.image.threshold)
     (a, ta), (b, tb), (c, tc) = runs["a"], runs["b"], runs["c"]
@@ -97,16 +97,16 @@ def test_training_is_deterministic_with_a_seed(family, steps, demo_root, tmp_pat
     assert not all(torch.equal(a[k], c[k]) for k in a) and ta != tc
 
 
-def test_patchcore_scores_each_training_image_without_its_own_patches(demo_root):
+def test_patchcore_scores_each_training_image_without_its_own_patches(export_demo_root):
     """Leave-one-out on the memory bank: with its own patches masked, a training image scores
     at least as high as in-fold, higher where its own vectors were its nearest, and like the
     good images the model never saw."""
     from export.models.base import TrainSettings, create
     from export.train import _as_float_rgb
 
-    paths = sorted((demo_root / "wood" / "train" / "good").glob("*.png"))
+    paths = sorted((export_demo_root / "wood" / "train" / "good").glob("*.png"))
     x = _as_float_rgb(load_images(paths[:12], 64, 3))
-    unseen = _as_float_rgb(load_images(sorted((demo_root / "wood" / "test" / "good").glob("*.png")), 64, 3))
+    unseen = _as_float_rgb(load_images(sorted((export_demo_root / "wood" / "test" / "good").glob("*.png")), 64, 3))
     model = create("patchcore", size=64, bank_size=256)
     model.fit(x, TrainSettings(size=64, steps=256, seed=0, device="cpu", backbone="lite0"))
     model.eval().set_map_normalization(model.raw_maps(unseen))

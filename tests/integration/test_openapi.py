@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edge_ad.config import build_config
 from edge_ad.prometheus import Metrics
 from edge_ad.server.app import make_app
@@ -29,6 +31,7 @@ def test_spec_paths_equal_the_routes(bundle_dir, demo_root):
     assert routes == documented
 
 
+@pytest.mark.devtools  # schemathesis
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(live_server, bundle_dir, demo_root, tmp_path):
     # its own copy: generated PUT /v1/config/threshold calls persist into the bundle
     bundle = shutil.copytree(bundle_dir, tmp_path / "bundle")

@@ -23,8 +23,8 @@ def test_run_folder_has_checkpoint_and_bundle(trained_run):
     assert m.parity["torch"].verdict_flips == 0 and m.parity["torch"].passed
 
 
-def test_graph_takes_uint8_nhwc_with_dynamic_batch(bundle_dir):
-    proto = onnx.load(str(bundle_dir / "model.onnx"))
+def test_graph_takes_uint8_nhwc_with_dynamic_batch(trained_bundle):
+    proto = onnx.load(str(trained_bundle / "model.onnx"))
     inp = proto.graph.input[0]
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
@@ -33,9 +33,9 @@ def test_graph_takes_uint8_nhwc_with_dynamic_batch(bundle_dir):
     assert [o.name for o in proto.graph.output] == ["anomaly_map", "score"]
 
 
-def test_onnx_runtime_matches_torch(trained_run, demo_root):
+def test_onnx_runtime_matches_torch(trained_run, export_demo_root):
     model, _ = load_checkpoint(trained_run / "checkpoint.pt")
-    paths = sorted((demo_root / "wood" / "test").glob("*/*.png"))[:8]
+    paths = sorted((export_demo_root / "wood" / "test").glob("*/*.png"))[:8]
     x = load_images(paths, 128, 3)
     with torch.no_grad():
         t_map, t_score = (o.numpy() for o in BundleGraph(model, 3)(torch.from_numpy(x)))
@@ -48,9 +48,9 @@ def test_onnx_runtime_matches_torch(trained_run, demo_root):
     assert np.abs(o_map - t_map).max() < 1e-3
 
 
-def test_trained_model_separates_defects_on_held_out_images(bundle_dir, demo_root):
-    b = load_bundle(bundle_dir)
-    test = sorted((demo_root / "wood" / "test").glob("*/*.png"))
+def test_trained_model_separates_defects_on_held_out_images(trained_bundle, export_demo_root):
+    b = load_bundle(trained_bundle)
+    test = sorted((export_demo_root / "wood" / "test").glob("*/*.png"))
     labels = np.array([p.parent.name != "good" for p in test])
     with create_engine(b) as engine:
         scores = [i.score for i in Inspector(engine, b.manifest).inspect([read_image(p) for p in test])]

@@ -37,15 +37,15 @@ def test_every_defect_has_a_mask_where_the_image_changed():
             assert diff[mask > 0].mean() > 3 * diff[mask == 0].mean() + 2, (category, defect)
 
 
-def test_mvtec_layout(demo_root):
-    cat = demo_root / "wood"
+def test_mvtec_layout(export_demo_root):
+    cat = export_demo_root / "wood"
     assert len(list((cat / "train" / "good").glob("*.png"))) == 28
     for defect in DEFECTS:
         imgs = sorted((cat / "test" / defect).glob("*.png"))
         masks = sorted((cat / "ground_truth" / defect).glob("*_mask.png"))
         assert [p.stem for p in imgs] == [p.stem.replace("_mask", "") for p in masks]
-    assert (demo_root / "video" / "wood_line.avi").stat().st_size > 10_000
-    truth = (demo_root / "video" / "wood_line.csv").read_text().splitlines()
+    assert (export_demo_root / "video" / "wood_line.avi").stat().st_size > 10_000
+    truth = (export_demo_root / "video" / "wood_line.csv").read_text().splitlines()
     assert truth[0] == "frame,part,defect"
     labels = [line.split(",")[2] for line in truth[1:]]
     assert 0 < sum(x != "good" for x in labels) < len(labels) / 3  # mostly good, some defects
