@@ -6,7 +6,7 @@ from .bundle import load_bundle
 from .config import ServiceConfig
 from .decision.camera import CameraDecision, load_ignore_mask
 from .decision.quality import QualityLimits
-from .engines import config_options, create_engine
+from .engines import create_engine
 from .pipeline.port import PipelinePort
 from .pipeline.results import ResultStore, new_boot_id
 from .pipeline.service import Pipeline, PipelineOptions
@@ -24,7 +24,7 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     # not-ready and retry, see commands/serve.py)
     sources = {cam.name: open_source(cam.source) for cam in config.cameras}
     bundle = load_bundle(config.model)
-    backend, engine_options = config.engine.backend, config_options(config.engine)
+    backend, engine_options = config.engine.backend, config.engine.engine_options()
     engine = create_engine(bundle, backend, **engine_options)
     m = bundle.manifest
     metrics.model.info({"name": m.name, "version": m.version, "family": m.family,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from .errors import ConfigError
 from .validation import one_line
@@ -38,18 +38,43 @@ class CameraConfig(_Strict):
         return roi
 
 
-class EngineConfig(_Strict):
-    backend: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="inference backend")
+class _EngineCommon(_Strict):
+    """What the pipeline needs of any backend."""
+    batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
+    hang_timeout_s: float = Field(10.0, ge=0.5, le=600, description="an engine call longer than this is "
+                                  "a hang: its frames are answered FAULT and a fresh engine is loaded")
+
+    def engine_options(self) -> dict:
+        """The keyword options this backend's engine takes (engines.create_engine)."""
+        return self.model_dump(exclude={"backend", "batch_size", "hang_timeout_s"})
+
+
+class OnnxRuntimeConfig(_EngineCommon):
+    backend: Literal["onnxruntime"] = Field("onnxruntime", description="inference backend")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order; default TensorRT, CUDA, CPU")
     threads: int = Field(0, ge=0, le=64, description="engine intra-op threads; 0 = all cores but one "
                                                    "(the capture, decision and HTTP threads keep one)")
-    batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
-    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="tensorrt: the engine's precision")
-    dla_core: int | None = Field(None, ge=0, le=3, description="tensorrt: run on this DLA core (Jetson Orin/Xavier)")
-    build_missing: bool = Field(False, description="tensorrt: build the engine at start when none fits this "
+
+
+class TensorRTConfig(_EngineCommon):
+    backend: Literal["tensorrt"] = Field(description="inference backend")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="the engine's precision")
+    dla_core: int | None = Field(None, ge=0, le=3, description="run on this DLA core (Jetson Orin/Xavier)")
+    build_missing: bool = Field(False, description="build the engine at start when none fits this "
                                                    "device (minutes), instead of refusing to start")
-    hang_timeout_s: float = Field(10.0, ge=0.5, le=600, description="an engine call longer than this is "
-                                  "a hang: its frames are answered FAULT and a fresh engine is loaded")
+
+
+def _backend_of(value) -> str:
+    if isinstance(value, dict):
+        return value.get("backend", "onnxruntime")
+    return getattr(value, "backend", "onnxruntime")
+
+
+# One options model per backend, chosen by ``backend`` (onnxruntime when it is left out): a key
+# of another backend (precision under onnxruntime, threads under tensorrt) is an error that
+# names the key, not an option silently ignored.
+EngineConfig = Annotated[Union[Annotated[OnnxRuntimeConfig, Tag("onnxruntime")],
+                               Annotated[TensorRTConfig, Tag("tensorrt")]], Discriminator(_backend_of)]
 
 
 class ServerConfig(_Strict):
@@ -120,7 +145,7 @@ class ServiceConfig(_Strict):
     model: Path = Field(description="model bundle directory")
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
-    engine: EngineConfig = EngineConfig()
+    engine: EngineConfig = OnnxRuntimeConfig()
     server: ServerConfig = ServerConfig()
     results: ResultsConfig = ResultsConfig()
     security: SecurityConfig = SecurityConfig()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..bundle import load_bundle
 from ..config import load_config
-from ..engines import config_options, create_engine
+from ..engines import create_engine
 from ..platform import detect as detect_platform
 from ..errors import EdgeAdError, SourceError
 from ..sources.registry import open_source
@@ -19,7 +19,7 @@ def run_check(config_path: str) -> int:
     bundle = load_bundle(config.model)
     m = bundle.manifest
     print(f"model   ok: {m.name} v{m.version} ({m.family}, {m.input.width}x{m.input.height} {m.input.color})")
-    with create_engine(bundle, config.engine.backend, **config_options(config.engine)) as engine:
+    with create_engine(bundle, config.engine.backend, **config.engine.engine_options()) as engine:
         print(f"engine  ok: {engine.name} on {engine.provider}")
     failed = []
     for cam in config.cameras:

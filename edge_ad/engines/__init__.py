@@ -26,17 +26,10 @@ def engine_class(backend: str) -> type[Engine]:
 
 
 def create_engine(bundle: Bundle, backend: str = "onnxruntime", **options) -> Engine:
-    """The backend's engine for ``bundle``, given the options it takes (others are ignored: the
-    config's ``engine:`` section holds every backend's keys)."""
+    """The backend's engine for ``bundle``. Options it does not take are dropped, so a caller
+    may pass one set (edge-ad bench passes threads and precision whichever it measures)."""
     cls = engine_class(backend)
     return cls(bundle, **{k: v for k, v in options.items() if k in cls.options})
 
 
-def config_options(engine_config) -> dict:
-    """The options of the config's ``engine:`` section that create_engine takes."""
-    e = engine_config
-    return {"providers": e.providers, "threads": e.threads, "precision": e.precision,
-            "dla_core": e.dla_core, "build_missing": e.build_missing}
-
-
-__all__ = ["BACKENDS", "Engine", "config_options", "create_engine", "engine_class"]
+__all__ = ["BACKENDS", "Engine", "create_engine", "engine_class"]

@@ -55,3 +55,16 @@ def test_camera_decision_settings_resolve_relative_to_the_config(tmp_path):
     cam = load_config(f).cameras[0]
     assert cam.roi == (10, 20, 300, 200) and cam.rotate == 90 and cam.min_defect_area_px == 50
     assert cam.ignore_mask == (tmp_path / "masks" / "cam0.png").resolve()
+
+
+def test_engine_options_are_per_backend():
+    base = {"model": "/models/m", "cameras": [{"source": "testsrc://"}]}
+    assert build_config(base, "t").engine.engine_options() == {"providers": None, "threads": 0}
+    trt = build_config({**base, "engine": {"backend": "tensorrt", "dla_core": 1, "batch_size": 4}}, "t").engine
+    assert trt.engine_options() == {"precision": "fp16", "dla_core": 1, "build_missing": False}
+    assert trt.batch_size == 4  # the pipeline's, not the engine's
+    for bad, says in (({"backend": "tensorrt", "threads": 2}, "engine.tensorrt.threads"),
+                      ({"precision": "int8"}, "engine.onnxruntime.precision"),
+                      ({"backend": "openvino"}, "openvino")):
+        with pytest.raises(ConfigError, match=says):
+            build_config({**base, "engine": bad}, "t")
