@@ -27,8 +27,8 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     backend, engine_options = config.engine.backend, config.engine.engine_options()
     engine = create_engine(bundle, backend, **engine_options)
     m = bundle.manifest
-    metrics.model.info({"name": m.name, "version": m.version, "family": m.family,
-                        "onnx_sha256": m.provenance.onnx_sha256[:16]})
+    model = Model.of(engine, m, bundle.path)
+    metrics.model.info({**model.info, "onnx_sha256": m.provenance.onnx_sha256[:16]})
 
     def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
         return create_engine(b, backend, **engine_options)
@@ -59,6 +59,6 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
         hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
         decisions=decisions, model_root=config.models.root or config.model.parent,
         engine_factory=engine_factory)
-    pipeline = Pipeline(Model.of(engine, m, bundle.path), sources, store, metrics, options, tuple(outputs))
+    pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
     telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
     return PipelinePort(pipeline, telemetry)

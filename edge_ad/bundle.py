@@ -31,6 +31,7 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
+    """What the graph takes: tensor name, size, channels, colour order, layout and dtype."""
     name: str = Field("image", description="ONNX input tensor name")
     height: int = Field(gt=0, le=8192)
     width: int = Field(gt=0, le=8192)
@@ -47,6 +48,7 @@ class InputSpec(_Strict):
 
 
 class OutputSpec(_Strict):
+    """The names of the graph's two outputs: the raw map and the raw image score."""
     map: str = Field("anomaly_map", description="raw anomaly map, (N, H, W) float32 at input size")
     score: str = Field("score", description="raw image score, (N,) float32")
 
@@ -60,11 +62,13 @@ class Normalization(_Strict):
 
 
 class Thresholds(_Strict):
+    """The image and pixel normalizations in force (raw threshold and scale each)."""
     image: Normalization
     pixel: Normalization
 
 
 class Calibration(_Strict):
+    """How the thresholds were chosen, and the good-image scores they were chosen from."""
     method: str = "uncalibrated"
     target_fpr: float | None = None
     confidence: float | None = None
@@ -91,6 +95,7 @@ class Calibration(_Strict):
 
 
 class Provenance(_Strict):
+    """Where the graph came from: data and graph hashes, training settings and versions."""
     data_sha256: str | None = None
     image_count: int | None = None
     seed: int | None = None
@@ -120,6 +125,7 @@ class ParityRecord(_Strict):
 
 
 class Manifest(_Strict):
+    """Everything a bundle says about its model; validated on load, saved atomically."""
     schema_version: int = SCHEMA_VERSION
     name: str
     version: str = "1"
@@ -178,6 +184,7 @@ def migrate(raw: dict) -> dict:
 
 @dataclass(frozen=True)
 class Bundle:
+    """A loaded bundle: its folder and its manifest (the graph is read by the engine)."""
     path: Path
     manifest: Manifest
 

@@ -21,6 +21,7 @@ class _Strict(BaseModel):
 
 
 class CameraConfig(_Strict):
+    """One camera: its source and what of its frame is judged."""
     name: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="camera id in results and metrics")
     source: str = Field(description="source URI: file://PATH, dir://PATH (?loop=1&fps=N)")
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height of the inspected "
@@ -50,6 +51,7 @@ class _EngineCommon(_Strict):
 
 
 class OnnxRuntimeConfig(_EngineCommon):
+    """``engine:`` for ONNX Runtime: providers and threads."""
     backend: Literal["onnxruntime"] = Field("onnxruntime", description="inference backend")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order; default TensorRT, CUDA, CPU")
     threads: int = Field(0, ge=0, le=64, description="engine intra-op threads; 0 = all cores but one "
@@ -57,6 +59,7 @@ class OnnxRuntimeConfig(_EngineCommon):
 
 
 class TensorRTConfig(_EngineCommon):
+    """``engine:`` for TensorRT: the plan's precision, DLA core, and whether to build one at start."""
     backend: Literal["tensorrt"] = Field(description="inference backend")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="the engine's precision")
     dla_core: int | None = Field(None, ge=0, le=3, description="run on this DLA core (Jetson Orin/Xavier)")
@@ -78,6 +81,7 @@ EngineConfig = Annotated[Union[Annotated[OnnxRuntimeConfig, Tag("onnxruntime")],
 
 
 class ServerConfig(_Strict):
+    """The HTTP listener and its limits."""
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 to serve the network")
     port: int = Field(8080, ge=1, le=65535)
     max_body_mb: float = Field(8.0, gt=0, le=512, description="request bodies above this are refused (413) unread")
@@ -91,6 +95,7 @@ class ServerConfig(_Strict):
 
 
 class ResultsConfig(_Strict):
+    """The result ring, the journal and when a result is stale."""
     ring_size: int = Field(10_000, ge=10, le=1_000_000, description="results kept in memory for polling")
     journal: Path | None = Field(None, description="SQLite file every result is appended to; numbering "
                                                    "continues from it after a restart")
@@ -102,12 +107,14 @@ class ResultsConfig(_Strict):
 
 
 class DriftConfig(_Strict):
+    """The drift guard's window, warm-up and significance."""
     window: int = Field(300, ge=20, le=100_000, description="recent scores compared with the calibration set")
     warmup: int = Field(100, ge=10, le=100_000, description="scores collected before the first verdict")
     alpha: float = Field(1e-4, gt=0, lt=0.5, description="KS p-value below which the line has drifted")
 
 
 class QualityConfig(_Strict):
+    """The image-quality guard's limits (frames it refuses to judge)."""
     enabled: bool = Field(True, description="judge frames that are dark, bright, clipped, blurred or frozen INVALID")
     min_brightness: float = Field(20.0, ge=0, le=255)
     max_brightness: float = Field(235.0, ge=0, le=255)
@@ -119,12 +126,14 @@ class QualityConfig(_Strict):
 
 
 class EvidenceConfig(_Strict):
+    """Where evidence frames go, and how much disk they may take."""
     path: Path | None = Field(None, description="folder for NG/INVALID frames (and sampled OK ones); off when unset")
     quota_mb: float = Field(2048, gt=0, le=10_000_000, description="disk quota; the oldest evidence goes first")
     ok_every: int = Field(100, ge=0, le=1_000_000, description="keep every Nth OK frame too (0: none)")
 
 
 class SecurityConfig(_Strict):
+    """The bearer tokens of the control and line endpoints."""
     token: str | None = Field(None, min_length=16, max_length=256,
                               description="bearer token for control endpoints (PUT/POST); without one they "
                                           "answer 401. Prefer the EDGE_AD_TOKEN environment variable")
@@ -137,11 +146,13 @@ class SecurityConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
+    """Where reloads may load bundles from."""
     root: Path | None = Field(None, description="POST /v1/model/reload loads only bundles under this "
                                                 "directory; default: the directory that holds `model`")
 
 
 class ServiceConfig(_Strict):
+    """The whole service configuration, one YAML file."""
     model: Path = Field(description="model bundle directory")
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)

@@ -6,19 +6,19 @@ class EdgeAdError(Exception):
 
 
 class BundleError(EdgeAdError):
-    pass
+    """A bundle is missing, invalid or cannot be served."""
 
 
 class ImageError(EdgeAdError):
-    pass
+    """Bytes that are not a usable image."""
 
 
 class SourceError(EdgeAdError):
-    pass
+    """A camera or stream failed, or its URI is wrong."""
 
 
 class ConfigError(EdgeAdError):
-    pass
+    """The configuration is wrong; the message names the key."""
 
 
 def missing_extra(package: str, extra: str) -> EdgeAdError:

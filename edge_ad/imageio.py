@@ -129,3 +129,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             break
         i += 2 + length
     raise ImageError("JPEG header is truncated: no frame size found")
+
+
+def image_files(folder: str | Path, recursive: bool = False, masks: bool = True) -> list[Path]:
+    """The images in ``folder`` (and below it when ``recursive``), sorted; ``masks=False`` leaves
+    out MVTec ground-truth masks (``*_mask``). [] for a folder that does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and (masks or not p.stem.endswith("_mask")))
+
+
+def model_inputs(paths, height: int, width: int, channels: int) -> np.ndarray:
+    """(N, height, width, channels) uint8 model inputs of the image files ``paths``, resized as
+    every path (train, calibrate, verify, serve) resizes them; a broken file names itself."""
+    out = np.empty((len(paths), height, width, channels), np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = to_model_input(read_image(path), height, width, channels)
+    return out
+

@@ -25,6 +25,7 @@ from .evaluation.metrics import auroc
 
 @dataclass(frozen=True)
 class Tolerance:
+    """How far a candidate may differ from the reference and still pass."""
     score: float  # max |Δ raw score| / threshold scale (Δ normalized score = score / 2)
     flip_fraction: float  # share of images, outside the noise band, whose verdict changes
     auroc: float  # max |Δ image AUROC| beyond near-tie swaps, where labels are known
@@ -52,6 +53,7 @@ TOLERANCES = {
 
 @dataclass(frozen=True)
 class ParityResult:
+    """One candidate measured against the reference, and whether it passed."""
     candidate: str
     precision: str
     images: int

@@ -29,6 +29,7 @@ TEGRA_GPU = {
 
 @dataclass(frozen=True)
 class Platform:
+    """What this machine is: device, GPU, compute capability, TensorRT and JetPack."""
     jetson: bool
     l4t: str | None
     jetpack: str | None

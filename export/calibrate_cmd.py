@@ -10,18 +10,17 @@ from tqdm import tqdm
 from edge_ad.bundle import Normalization, Thresholds, load_bundle, save_manifest
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
-from edge_ad.imageio import read_image, to_model_input
+from edge_ad.imageio import image_files, read_image, to_model_input
 
 from .calibrate import labelled_threshold, margin_warning, normal_only_thresholds
-from .data import IMAGE_SUFFIXES, data_hash
+from .data import data_hash
 
 
 def _images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeAdError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.stem.endswith("_mask"))
+    paths = image_files(folder, recursive=True, masks=False)
     if not paths:
         raise EdgeAdError(f"no images in {folder}")
     return paths

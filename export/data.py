@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from edge_ad.errors import EdgeAdError, ImageError
-from edge_ad.imageio import IMAGE_SUFFIXES, read_image, to_model_input
+from edge_ad.imageio import image_files, model_inputs
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return image_files(folder)
 
 
 def normal_images(data: str | Path) -> list[Path]:
@@ -43,13 +43,10 @@ def split_holdout(paths: list[Path], seed: int, fraction: float = 0.2,
 
 def load_images(paths: list[Path], size: int, channels: int = 3) -> np.ndarray:
     """(N, size, size, channels) uint8; a broken file names itself."""
-    out = np.empty((len(paths), size, size, channels), np.uint8)
-    for i, p in enumerate(paths):
-        try:
-            out[i] = to_model_input(read_image(p), size, size, channels)
-        except ImageError as exc:
-            raise EdgeAdError(f"cannot use training image: {exc}") from exc
-    return out
+    try:
+        return model_inputs(paths, size, size, channels)
+    except ImageError as exc:
+        raise EdgeAdError(f"cannot use training image: {exc}") from exc
 
 
 def data_hash(paths: list[Path]) -> str:

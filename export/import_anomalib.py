@@ -25,7 +25,7 @@ from edge_ad.bundle import (Calibration, InputSpec, Manifest, Normalization, Out
                             Thresholds, load_bundle, save_manifest, sha256_file)
 from edge_ad.engines import create_engine
 from edge_ad.errors import EdgeAdError
-from edge_ad.imageio import read_image, to_model_input
+from edge_ad.imageio import model_inputs
 from edge_ad.parity import compare
 from edge_ad.decision.quality import reference_stats
 
@@ -104,7 +104,7 @@ def import_anomalib(model_path: str | Path, out: str | Path, normal: str | Path,
     onnx.save(wrapped, str(out / "model.onnx"))
 
     normal_paths = _images(normal)
-    normal_u8 = np.stack([to_model_input(read_image(p), height, width, channels) for p in normal_paths])
+    normal_u8 = model_inputs(normal_paths, height, width, channels)
     placeholder = Normalization(threshold=0.5, scale=0.5)
     manifest = Manifest(
         name=name or model_path.stem, family="anomalib", backbone=None,

@@ -6,14 +6,14 @@ pipeline fed by a source twice as fast as the engine, so the worker is never idl
 engine's rate, so frames never queue (end-to-end p99 ÷ engine p99 shows the same for one frame).
 
 In phase 3 the pipeline's own CPU time is counted too: every thread it starts (capture, worker,
-supervisor, publishers), read from /proc, less what the worker thread spent inside engine calls.
+supervisor, publishers), by each thread's CPU clock, less what the worker thread spent inside
+``Engine.infer`` (preprocessing and scoring count as the pipeline's).
 Per frame and divided by the engine's median latency, it is what the pipeline costs the engine,
 and unlike the fps ratios it does not move when a neighbour takes a core.
 """
 from __future__ import annotations
 
 import json
-import os
 import resource
 import threading
 import time
@@ -68,21 +68,32 @@ def _raw(engine, batch, seconds) -> tuple[list[float], str]:
     return lat, provider
 
 
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def _thread_cpu_s(exclude: int) -> dict[int, float]:
-    """CPU seconds (user + system) of every Python thread of this process but ``exclude``."""
+def _thread_cpu_s(exclude: int) -> dict[tuple[int, str], float]:
+    """CPU seconds of every Python thread of this process but the one with ident ``exclude``,
+    by (ident, kind): capture, inference, supervisor, publish-<name>. Read from each thread's
+    own CPU clock, the clock ``time.thread_time`` reads on the worker, so the two subtract."""
     out = {}
     for t in threading.enumerate():
-        if t.native_id is None or t.native_id == exclude:
+        if t.ident is None or t.ident == exclude or not t.is_alive():
             continue
         try:
-            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile, or not Linux
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        except (OSError, AttributeError):  # ended meanwhile, or not a POSIX system
             continue
-        out[t.native_id] = (int(fields[11]) + int(fields[12])) * _TICK_S
+        kind = "capture" if t.name.startswith("capture-") else t.name
+        out[(t.ident, kind)] = seconds
     return out
+
+
+def _cpu_snapshot(engine, exclude: int, worker: int) -> tuple[dict, float]:
+    """Every thread's CPU clock and the engine's CPU, read together: a call in progress counts
+    its part so far (read from the worker's clock), so a window's edges cut no call in two."""
+    while True:
+        calls, done, started = engine.calls, engine.cpu_s, engine.call_cpu0
+        threads = _thread_cpu_s(exclude)
+        in_call = 0.0 if started is None else time.clock_gettime(time.pthread_getcpuclockid(worker)) - started
+        if (engine.calls, engine.call_cpu0) == (calls, started):  # nothing moved meanwhile
+            return threads, done + in_call
 
 
 def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
@@ -97,18 +108,22 @@ def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
         if not pipe.worker.ready.wait(60):
             raise RuntimeError(pipe.worker.error or "engine did not start")
         time.sleep(warmup_s)
-        me = threading.get_native_id()
-        first, cpu0, engine0 = store.last_seq, _thread_cpu_s(me), pipe.worker.engine_cpu_s
+        me, worker = threading.get_ident(), pipe.worker.ident
+        first, (cpu0, engine0) = store.last_seq, _cpu_snapshot(engine, me, worker)
         t0 = time.perf_counter()
         time.sleep(seconds)
-        last, cpu1, engine1 = store.last_seq, _thread_cpu_s(me), pipe.worker.engine_cpu_s
+        last, (cpu1, engine1) = store.last_seq, _cpu_snapshot(engine, me, worker)
         elapsed = time.perf_counter() - t0
     finally:
         pipe.stop()
     results = store.after(first, last - first)
-    own = sum(cpu1[t] - cpu0.get(t, 0.0) for t in cpu1) - (engine1 - engine0)
+    n = max(1, last - first)
+    by_kind: dict[str, float] = {}
+    for key, seconds in cpu1.items():
+        by_kind[key[1]] = by_kind.get(key[1], 0.0) + seconds - cpu0.get(key, 0.0)
+    by_kind["inference"] = by_kind.get("inference", 0.0) - (engine1 - engine0)  # outside Engine.infer
     return ((last - first) / elapsed, [r.latency_ms["end_to_end"] / 1000.0 for r in results],
-            own / max(1, last - first))
+            {k: v / n for k, v in by_kind.items()})
 
 
 def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: str | None,
@@ -125,13 +140,16 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
         lat, provider = _raw(engine, batch, seconds)
         raw_fps = len(lat) / sum(lat)
         served_fps, _, _ = _served(engine, inspector, frames, 2.0 * raw_fps, seconds)
-        _, e2e, own_cpu_s = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
+        _, e2e, cpu_by_thread = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
+        own_cpu_s = sum(cpu_by_thread.values())
         row = {"raw_fps": raw_fps, "served_fps": served_fps, "served_over_raw_fps": served_fps / raw_fps,
                "engine_p50_ms": _pct(lat, 50), "engine_p99_ms": _pct(lat, 99),
                "e2e_p50_ms": _pct(e2e, 50), "e2e_p99_ms": _pct(e2e, 99),
                "pipeline_cpu_ms_per_frame": own_cpu_s * 1000.0}
         row["e2e_p99_over_engine_p99"] = row["e2e_p99_ms"] / row["engine_p99_ms"]
         row["pipeline_cpu_over_engine"] = row["pipeline_cpu_ms_per_frame"] / row["engine_p50_ms"]
+        for kind, cpu_s in sorted(cpu_by_thread.items()):  # where the pipeline's own time goes
+            row[f"cpu_ms_per_frame.{kind}"] = cpu_s * 1000.0
         rows.append(row)
         print(f"round {r + 1}/{rounds}: raw {raw_fps:.1f} fps, served {served_fps:.1f} fps "
               f"(x{row['served_over_raw_fps']:.3f}), engine p99 {row['engine_p99_ms']:.2f} ms, "
@@ -143,7 +161,7 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
                "frames": len(frames), "rounds": rounds, "seconds_per_phase": seconds,
                "engine_threads": threads}
     for key in rows[0]:
-        figures[key] = round(float(np.median([row[key] for row in rows])), 4)
+        figures[key] = round(float(np.median([row.get(key, 0.0) for row in rows])), 4)
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     print("medians over rounds:")
     width = max(len(k) for k in figures)

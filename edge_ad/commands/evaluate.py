@@ -13,7 +13,7 @@ from ..bundle import load_bundle
 from ..engines import create_engine
 from ..evaluation.dataset import test_set
 from ..evaluation.metrics import Confusion, aupro, auroc, average_precision, f1_max
-from ..imageio import read_image, to_model_input
+from ..imageio import model_inputs
 
 BATCH = 8
 
@@ -24,8 +24,7 @@ def _score(engine, samples, spec):
     with tqdm(total=len(samples), desc="evaluate", unit="img") as bar:
         for i in range(0, len(samples), BATCH):
             chunk = samples[i:i + BATCH]
-            batch = np.stack([to_model_input(read_image(s.path), spec.height, spec.width, spec.channels)
-                              for s in chunk])
+            batch = model_inputs([s.path for s in chunk], spec.height, spec.width, spec.channels)
             maps[i:i + len(chunk)], scores[i:i + len(chunk)] = engine.infer(batch)
             bar.update(len(chunk))
     return maps, scores

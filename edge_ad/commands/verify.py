@@ -19,7 +19,7 @@ from ..plugins import load
 from ..engines import create_engine
 from ..errors import EdgeAdError
 from ..evaluation.dataset import test_set
-from ..imageio import IMAGE_SUFFIXES, read_image, to_model_input
+from ..imageio import image_files, model_inputs
 from ..parity import ParityResult, compare
 from .. import platform as device
 
@@ -35,12 +35,12 @@ def load_images(bundle: Bundle, data: str | Path | None) -> tuple[np.ndarray, np
         samples = test_set(folder)
         paths, labels = [s.path for s in samples], np.array([int(s.is_defect) for s in samples])
     else:
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = image_files(folder, recursive=True)
         labels = None
     if not paths:
         raise EdgeAdError(f"no images in {folder}: give --data with real images of parts")
     spec = bundle.manifest.input
-    images = np.stack([to_model_input(read_image(p), spec.height, spec.width, spec.channels) for p in paths])
+    images = model_inputs(paths, spec.height, spec.width, spec.channels)
     return images, labels, str(folder)
 
 

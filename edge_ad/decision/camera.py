@@ -20,6 +20,7 @@ _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_
 
 @dataclass(frozen=True)
 class CameraDecision:
+    """A camera's ROI, rotation, ignore mask and minimum defect area."""
     roi_xywh: tuple[int, int, int, int] | None = None
     rotate_deg: int = 0
     ignore_model: np.ndarray | None = None  # bool (H, W) at model input size, True = ignored

@@ -48,6 +48,7 @@ def ks_p_value(d: float, n: int, m: int) -> float:
 
 @dataclass(frozen=True)
 class DriftState:
+    """A drift guard's last verdict, with the figures behind it."""
     state: str
     samples: int
     statistic: float | None = None
@@ -62,6 +63,7 @@ class DriftState:
 
 
 class DriftGuard:
+    """Owns one camera's recent raw scores and the calibration scores they are compared with."""
     def __init__(self, reference, window: int = 300, warmup: int = 100, alpha: float = 1e-4,
                  every: int = 10):
         self.reference = np.sort(np.asarray(reference, np.float64))

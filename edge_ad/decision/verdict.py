@@ -29,6 +29,7 @@ OK, NG, INVALID, FAULT = Verdict.OK, Verdict.NG, Verdict.INVALID, Verdict.FAULT
 
 @dataclass(frozen=True)
 class Region:
+    """One connected defect area of a map, in frame pixels."""
     bbox_xywh: tuple[int, int, int, int]  # in frame pixels
     area_px: int  # in frame pixels
     peak_score: float  # normalized, 0.5 = threshold
@@ -47,9 +48,12 @@ def verdict_for(score_norm: float) -> Verdict:
 
 
 def find_regions(map_norm: np.ndarray, frame_hw: tuple[int, int], min_area_px: int = 0,
-                 max_regions: int = 16) -> list[Region]:
-    """Connected areas of the normalized map at or above 0.5, largest first, in frame pixels."""
-    mask = (map_norm >= 0.5).astype(np.uint8)
+                 max_regions: int = 16, pixel=None) -> list[Region]:
+    """Connected areas of the normalized map at or above 0.5, largest first, in frame pixels.
+    With ``pixel`` (a Normalization) the map is raw: the areas at or above its threshold, the
+    same areas, found without normalizing every pixel first."""
+    level = 0.5 if pixel is None else pixel.threshold
+    mask = (map_norm >= level).astype(np.uint8)
     if not mask.any():
         return []
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -62,6 +66,8 @@ def find_regions(map_norm: np.ndarray, frame_hw: tuple[int, int], min_area_px: i
         if area_frame < min_area_px:
             continue
         peak = float(map_norm[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].max())
+        if pixel is not None:
+            peak = float(normalize(peak, pixel.threshold, pixel.scale))
         bbox = (int(x * sx), int(y * sy), max(1, int(round(w * sx))), max(1, int(round(h * sy))))
         regions.append(Region(bbox, area_frame, peak))
     regions.sort(key=lambda r: r.area_px, reverse=True)

@@ -5,6 +5,7 @@ the raw score (N,) float32; nothing about thresholds is known here.
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -22,6 +23,9 @@ class Engine(ABC):
         self.bundle = bundle
         self.provider = "inactive"
         self.active = False
+        self.cpu_s = 0.0  # CPU the calling threads spent inside infer (edge-ad bench subtracts it)
+        self.calls = 0  # infer calls finished
+        self.call_cpu0: float | None = None  # the caller's thread CPU clock when the current call began
 
     def activate(self) -> None:
         """Load, allocate and warm up; afterwards ``infer`` may be called. The order is the same
@@ -55,7 +59,13 @@ class Engine(ABC):
                              f"{spec.channels}), got {batch.dtype} {batch.shape}")
         if not self.active:
             raise RuntimeError("engine used before activate()")
-        return self._infer(np.ascontiguousarray(batch))
+        self.call_cpu0 = cpu0 = time.thread_time()
+        try:
+            return self._infer(np.ascontiguousarray(batch))
+        finally:
+            self.cpu_s += time.thread_time() - cpu0
+            self.call_cpu0 = None
+            self.calls += 1
 
     def warm_up(self, runs: int = 2) -> None:
         spec = self.bundle.manifest.input

@@ -28,6 +28,7 @@ def service_friendly_threads() -> int:
 
 
 class OrtEngine(Engine):
+    """Owns one ONNX Runtime session and the providers it runs on."""
     name = "onnxruntime"
     options = ("providers", "threads", "spin")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,16 +63,27 @@ class _Tensor:
         return np.frombuffer(raw, dtype=self.dtype, count=count).reshape(shape)
 
 
+@dataclass(frozen=True)
+class Bindings:
+    """What the runner talks to, each found on the machine when left None: the tensorrt module,
+    cuda-python's runtime, and the platform (tests pass fakes that follow the real API)."""
+    trt: object = None
+    cudart: object = None
+    platform: Platform | None = None
+
+
 class TrtEngine(Engine):
+    """Owns one deserialized TensorRT engine, its execution context, CUDA stream and buffers."""
+
     name = "tensorrt"
-    options = ("precision", "dla_core", "build_missing", "trt", "cudart")
+    options = ("precision", "dla_core", "build_missing", "bindings")
 
     def __init__(self, bundle: Bundle, precision: str = "fp16", dla_core: int | None = None,
-                 build_missing: bool = False, trt=None, cudart=None, platform: Platform | None = None,
-                 **_ignored):
+                 build_missing: bool = False, bindings: Bindings | None = None):
         super().__init__(bundle)
         self.precision, self.dla_core, self.build_missing = precision, dla_core, build_missing
-        self._trt, self._cudart, self._platform = trt, cudart, platform
+        bindings = bindings or Bindings()
+        self._trt, self._cudart, self._platform = bindings.trt, bindings.cudart, bindings.platform
         self.runtime = self.engine = self.context = self.stream = None
         self.tensors: dict[str, _Tensor] = {}
 

@@ -29,7 +29,7 @@ MAX_BATCH = 8
 
 
 class EngineBuildError(EdgeAdError):
-    pass
+    """TensorRT could not parse or build the graph."""
 
 
 def import_tensorrt():
@@ -43,6 +43,7 @@ def import_tensorrt():
 
 @dataclass(frozen=True)
 class PlanFiles:
+    """Where a plan for one engine key is filed: the key, the plan and its sidecar."""
     key: str
     plan: Path
     meta: Path

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import EdgeAdError, missing_extra
-from ..imageio import IMAGE_SUFFIXES, read_image, to_model_input
+from ..imageio import image_files, model_inputs
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -43,13 +43,12 @@ def variant_path(bundle: Bundle, precision: str) -> Path:
 def calibration_images(bundle: Bundle, folder: str | Path | None = None, limit: int = 64) -> np.ndarray:
     """(N, H, W, C) uint8 model inputs from ``folder`` or the bundle's ``calibration/``."""
     folder = Path(folder) if folder else bundle.path / CALIBRATION_DIR
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] \
-        if folder.is_dir() else []
+    files = image_files(folder, recursive=True)[:limit]
     if not files:
         raise EdgeAdError(f"no calibration images in {folder}: int8 needs normal images "
                           "(give --calib DIR, or re-export the bundle, which stores them)")
     spec = bundle.manifest.input
-    return np.stack([to_model_input(read_image(p), spec.height, spec.width, spec.channels) for p in files])
+    return model_inputs(files, spec.height, spec.width, spec.channels)
 
 
 def _images_sha(images: np.ndarray) -> str:
@@ -98,6 +97,7 @@ def _to_int8(bundle: Bundle, images: np.ndarray, target: Path) -> None:
     name = bundle.manifest.input.name
 
     class Reader(CalibrationDataReader):
+        """Feeds calibration images to ONNX Runtime's int8 quantizer."""
         def __init__(self):
             self._batches = iter([{name: images[i:i + 1]} for i in range(len(images))])
 

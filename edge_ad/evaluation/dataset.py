@@ -11,6 +11,7 @@ from ..imageio import IMAGE_SUFFIXES
 
 @dataclass(frozen=True)
 class Sample:
+    """One test image of an MVTec-layout split, with its label and mask."""
     path: Path
     defect: str  # "good" or the defect type
     mask_path: Path | None

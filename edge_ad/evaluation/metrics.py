@@ -63,6 +63,7 @@ def f1_max(labels, scores) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Confusion:
+    """Counts of the four outcomes at one threshold."""
     tp: int
     fp: int
     tn: int

@@ -24,6 +24,7 @@ BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 30.0
 
 @dataclass
 class CameraState:
+    """A camera's live state as capture sees it (up, error, frames, period)."""
     name: str
     uri: str
     up: bool = False
@@ -43,6 +44,7 @@ def backoff_delays(start: float = BACKOFF_START_S, cap: float = BACKOFF_MAX_S):
 
 
 class CaptureThread(threading.Thread):
+    """Owns one camera's source: reads, reconnects with backoff, fills the slot."""
     def __init__(self, source: Source, slot: LatestFrameSlot, state: CameraState, metrics: Metrics,
                  stop: threading.Event):
         super().__init__(name=f"capture-{state.name}", daemon=True)

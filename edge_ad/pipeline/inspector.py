@@ -41,5 +41,5 @@ class Inspector:
                   for f, d, m, s in zip(frames, decisions, raw_maps, raw_scores)]
         t3 = time.perf_counter()
         n = len(frames)
-        return [Inspection(j.verdict, j.score, j.raw_score, th.image.threshold, j.regions, j.map_norm,
+        return [Inspection(j.verdict, j.score, j.raw_score, th.image.threshold, j.regions, j.raw_map, th.pixel,
                            (t1 - t0) / n, (t2 - t1) / n, (t3 - t2) / n, f) for j, f in zip(scored, frames)]

@@ -11,6 +11,7 @@ from ..decision.result import Result
 
 
 class Evicted(Exception):
+    """The results after that seq are no longer in the ring."""
     def __init__(self, oldest_seq: int):
         super().__init__(oldest_seq)
         self.oldest_seq = oldest_seq

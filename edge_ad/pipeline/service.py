@@ -73,7 +73,7 @@ class Pipeline:
         # a posted image repeating the last one is a resend, not a frozen camera
         self.frozen = {n: FrozenDetector(options.quality) for n in sources
                        if n not in self.event_driven} if options.quality else {}
-        self.views = ViewCache(metrics)
+        self.views = ViewCache()
         self.drift = DriftMonitor(sources, options.drift, metrics)
         self.drift.reset(model.manifest.calibration.normal_scores, model.info)
         self.publishers: tuple[Publisher, ...] = (self.views, LineMetrics(metrics), self.drift, *outputs)

@@ -10,6 +10,7 @@ DROP_POLICY = "drop_oldest"
 
 
 class LatestFrameSlot:
+    """Owns one camera's newest unread frame and the drop count."""
     def __init__(self, camera: str, wakeup: threading.Condition):
         self.camera = camera
         self._frame: Frame | None = None

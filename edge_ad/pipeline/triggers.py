@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Trigger:
+    """A PLC's request to inspect the next frame of a camera for a part."""
     camera: str
     part_id: str
     received_at: float  # wall clock
@@ -29,6 +30,7 @@ class TriggersFull(Exception):
 
 
 class TriggerBook:
+    """Owns the pending triggers of every camera, oldest first."""
     def __init__(self, cameras, max_pending: int = MAX_PENDING):
         self._pending: dict[str, deque[Trigger]] = {c: deque() for c in cameras}
         self._lock = threading.Lock()

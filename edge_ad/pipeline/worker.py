@@ -80,7 +80,6 @@ class Worker:
         self._flight_lock = threading.Lock()  # the worker's engine call vs the supervisor's abandon
         self.busy_since_mono: float | None = None  # an engine call in progress since
         self._in_flight: list[Frame] = []
-        self.engine_cpu_s = 0.0  # CPU this thread spent inside engine calls (edge-ad bench)
         self._orphans: dict[threading.Thread, Engine] = {}
         self.ready = threading.Event()
         self.error: str | None = None  # why the engine is not ready
@@ -104,6 +103,10 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def ident(self) -> int | None:
+        return self._thread.ident
 
     # -- jobs (any thread) ---------------------------------------------------------------------
     def _request(self, kind: str, *args) -> Future:
@@ -221,11 +224,9 @@ class Worker:
         (False, None) when this thread was abandoned meanwhile (nothing may be published)."""
         with self._flight_lock:
             self.busy_since_mono, self._in_flight = time.monotonic(), frames
-        cpu0 = time.thread_time()
         try:
             value = call()
         finally:
-            self.engine_cpu_s += time.thread_time() - cpu0  # the engine's share of this thread
             with self._flight_lock:
                 mine = threading.current_thread() is self._thread
                 if mine:

@@ -93,6 +93,7 @@ async def put_threshold(request: web.Request) -> web.Response:
 
 
 class ReloadRequest(BaseModel):
+    """The body of POST /v1/model/reload."""
     model_config = ConfigDict(extra="forbid")
     path: str | None = Field(None, description="bundle directory; the one being served when omitted")
 

@@ -102,6 +102,7 @@ async def infer(request: web.Request) -> web.Response:
 
 
 class TriggerRequest(BaseModel):
+    """The body of POST /v1/trigger."""
     model_config = ConfigDict(extra="forbid")
     camera: str | None = Field(None, description="camera name; the only camera when omitted")
     part_id: str = Field(min_length=1, max_length=128, description="the PLC's id of the part")

@@ -12,12 +12,14 @@ from .inference import TriggerRequest
 
 
 class Region(BaseModel):
+    """A defect region as the API returns it."""
     bbox: list[int] = Field(min_length=4, max_length=4, description="x, y, width, height in frame pixels")
     area: int
     peak_score: float
 
 
 class Result(BaseModel):
+    """One result as the API returns it."""
     seq: int
     camera: str
     frame_index: int = Field(description="-1 for a trigger that got no frame")
@@ -37,6 +39,7 @@ class Result(BaseModel):
 
 
 class ResultsPage(BaseModel):
+    """A page of /v1/results."""
     results: list[Result]
     last_seq: int
     boot_id: str = Field(description="this process's boot id")
@@ -46,11 +49,13 @@ class ResultsPage(BaseModel):
 
 
 class Error(BaseModel):
+    """Every error answer."""
     model_config = ConfigDict(extra="allow")
     error: str
 
 
 class InferResult(BaseModel):
+    """The answer of POST /v1/infer."""
     verdict: Literal["OK", "NG"]
     score: float
     raw_score: float
@@ -65,6 +70,7 @@ class InferResult(BaseModel):
 
 
 class Readiness(BaseModel):
+    """The answer of /readyz."""
     ready: bool
     reasons: list[str]
 

@@ -69,6 +69,7 @@ class _GuardedServer(Server):
 
 
 class GuardedRunner(web.AppRunner):
+    """The aiohttp runner whose connections are closed when their headers come too slowly."""
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _GuardedServer  # same object, our handler factory

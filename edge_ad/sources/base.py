@@ -23,6 +23,7 @@ NO_FRAME = object()  # returned by read() of an event-driven source that is idle
 
 @dataclass(frozen=True)
 class Frame:
+    """One captured frame, with its camera, index and capture times."""
     camera: str
     index: int  # per-camera capture counter
     image_rgb: np.ndarray
@@ -32,6 +33,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class SourceURI:
+    """A parsed source URI: scheme, path and parameters."""
     scheme: str
     path: str
     params: dict[str, str]

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class FolderSource(Source):
+    """Owns a folder of images played as a camera (``dir://``)."""
     def __init__(self, uri: str, parsed: SourceURI):
         super().__init__(uri)
         self.folder = Path(parsed.path)

@@ -73,6 +73,7 @@ def gst_available() -> bool:
 
 
 class GstSource(Source):
+    """Owns one GStreamer pipeline ending in an appsink, and its bus."""
     def __init__(self, uri: str, description: str, *, eos_ends: bool = False,
                  read_timeout_s: float = READ_TIMEOUT_S, display: str | None = None):
         super().__init__(uri)

@@ -52,6 +52,7 @@ def _fraction(fps: float) -> str:
 
 @dataclass(frozen=True)
 class CsiOptions:
+    """The parameters of a ``csi://`` camera."""
     sensor_id: int = 0
     width: int = 1920
     height: int = 1080
@@ -72,6 +73,7 @@ def csi_pipeline(o: CsiOptions) -> str:
 
 @dataclass(frozen=True)
 class V4l2Options:
+    """The parameters of a ``v4l2://`` camera."""
     device: str = "/dev/video0"
     width: int | None = None
     height: int | None = None
@@ -93,6 +95,7 @@ def v4l2_pipeline(o: V4l2Options, jetson: bool) -> str:
 
 @dataclass(frozen=True)
 class RtspOptions:
+    """The parameters of an ``rtsp://`` stream."""
     location: str
     codec: str = "h264"
     latency_ms: int = 200
@@ -114,6 +117,7 @@ def rtsp_pipeline(o: RtspOptions, jetson: bool) -> str:
 
 @dataclass(frozen=True)
 class TestsrcOptions:
+    """The parameters of a ``testsrc://`` pattern."""
     pattern: str = "ball"
     width: int = 640
     height: int = 480

@@ -88,7 +88,7 @@ def live_source(uri: str, parsed: SourceURI) -> Source:
         from .opencv_device import OpenCVDeviceSource
 
         if scheme == "v4l2":
-            return OpenCVDeviceSource(uri, _device(parsed.path), cv2.CAP_V4L2, width=width, height=height, fps=fps)
+            return OpenCVDeviceSource(uri, _device(parsed.path), cv2.CAP_V4L2, size=(width, height), fps=fps)
         if scheme == "rtsp":
             return OpenCVDeviceSource(uri, location, cv2.CAP_FFMPEG, display=display)
         from .gst import gst_module

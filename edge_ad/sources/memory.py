@@ -8,6 +8,7 @@ from .base import Source
 
 
 class MemorySource(Source):
+    """Frames from a list, played at a rate (benchmarks and tests)."""
     def __init__(self, frames: list[np.ndarray], fps: float | None, loop: bool = True,
                  name: str = "memory"):
         super().__init__(f"memory://{name}")

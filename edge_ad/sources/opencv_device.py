@@ -12,12 +12,14 @@ OPEN_TIMEOUT_MS = 10_000
 
 
 class OpenCVDeviceSource(Source):
+    """Owns one OpenCV VideoCapture (V4L2 or FFmpeg), the fallback where GStreamer is absent."""
+
     def __init__(self, uri: str, target: str | int, backend: int, display: str | None = None,
-                 width: int | None = None, height: int | None = None, fps: float | None = None):
+                 size: tuple[int | None, int | None] = (None, None), fps: float | None = None):
         super().__init__(uri)
         self.target, self.backend = target, backend
         self.display = display or uri
-        self.size = (width, height)
+        self.size = size  # (width, height) asked of the device; None keeps its own
         self.fps = fps
         self.cap = None
 

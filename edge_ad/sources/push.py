@@ -15,6 +15,7 @@ from .base import NO_FRAME, READ_TIMEOUT_S, Source
 
 
 class PushSource(Source):
+    """Owns the one posted image in flight of a ``push://`` camera."""
     event_driven = True
 
     def __init__(self, uri: str):

@@ -11,6 +11,7 @@ from .base import Source, SourceURI
 
 
 class VideoFileSource(Source):
+    """Owns one OpenCV capture of a video file (``file://``)."""
     def __init__(self, uri: str, parsed: SourceURI):
         super().__init__(uri)
         self.path = Path(parsed.path)

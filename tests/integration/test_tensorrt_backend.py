@@ -11,7 +11,7 @@ import pytest
 
 from edge_ad.bundle import load_bundle
 from edge_ad.engines import create_engine
-from edge_ad.engines.tensorrt import TrtEngine
+from edge_ad.engines.tensorrt import Bindings, TrtEngine
 from edge_ad.engines.tensorrt_build import build_engine, plan_files
 from edge_ad.errors import EdgeAdError
 from edge_ad.platform import Platform
@@ -31,7 +31,7 @@ def _frames(bundle, n):
 
 
 def _engine(bundle, **options):
-    return TrtEngine(bundle, trt=fake_tensorrt, cudart=fake_cudart, platform=ORIN, **options)
+    return TrtEngine(bundle, bindings=Bindings(fake_tensorrt, fake_cudart, ORIN), **options)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -66,8 +66,8 @@ def test_a_plan_for_another_device_is_refused_or_rebuilt(bundle):
     shutil.copy(files.plan, moved.plan)  # someone copied the old plan under the new name
     shutil.copy(files.meta, moved.meta)
     with pytest.raises(EdgeAdError, match="was built for .*not for this device.*edge-ad build-engine"):
-        TrtEngine(bundle, trt=fake_tensorrt, cudart=fake_cudart, platform=other).activate()
-    engine = TrtEngine(bundle, trt=fake_tensorrt, cudart=fake_cudart, platform=other, build_missing=True)
+        TrtEngine(bundle, bindings=Bindings(fake_tensorrt, fake_cudart, other)).activate()
+    engine = TrtEngine(bundle, bindings=Bindings(fake_tensorrt, fake_cudart, other), build_missing=True)
     engine.activate()
     engine.deactivate()
     assert json.loads(moved.meta.read_text())["key"] == moved.key
@@ -101,7 +101,7 @@ def test_int8_is_calibrated_on_the_bundles_normal_images(bundle):
 def test_real_cuda_python_without_a_gpu_says_so(bundle):
     pytest.importorskip("cuda.bindings")
     build_engine(bundle, "fp32", trt=fake_tensorrt, platform=ORIN)
-    engine = TrtEngine(bundle, precision="fp32", trt=fake_tensorrt, platform=ORIN)  # the real cudart
+    engine = TrtEngine(bundle, precision="fp32", bindings=Bindings(fake_tensorrt, None, ORIN))  # the real cudart
     with pytest.raises(EdgeAdError, match="CUDA error .*no NVIDIA driver or GPU"):
         engine.activate()
     assert engine.provider == "inactive"

@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 
+from edge_ad.bundle import Normalization
 from edge_ad.decision import Region
 from edge_ad.publish.evidence import EvidenceStore, export_mvtec
 from edge_ad.decision.scoring import Inspection
@@ -15,7 +16,7 @@ def _item(seq, verdict, size=64):
     frame = rng.integers(0, 255, (size, size, 3), np.uint8)
     map_norm = np.zeros((32, 32), np.float32)
     map_norm[4:10, 4:10] = 0.9 if verdict == "NG" else 0.0
-    ins = Inspection(verdict, 0.9, 2.0, 1.0, (), map_norm, 0, 0, 0)
+    ins = Inspection(verdict, 0.9, 2.0, 1.0, (), map_norm, Normalization(threshold=0.5, scale=0.5), 0, 0, 0)  # raw = normalized
     regions = (Region((8, 8, 12, 12), 144, 0.9),) if verdict == "NG" else ()
     res = Result(seq, "cam0", seq, time.time(), time.time(), verdict, 0.9, 2.0, 1.0, {"name": "m"}, regions)
     return Publication(res, frame, ins, manifest=None)  # evidence reads no manifest

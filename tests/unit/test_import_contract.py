@@ -68,3 +68,20 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path):
     probe.write_text("def f():\n    from ..pipeline import service\n    import torch\n")
     found = {m for _, m in _imports(probe, "edge_ad.server")}
     assert {"edge_ad.pipeline.service", "torch"} <= found
+
+
+def test_public_classes_say_what_they_own_and_take_at_most_six_parameters():
+    undocumented, wide = [], []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+                continue
+            where = f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name}"
+            if not ast.get_docstring(node):
+                undocumented.append(where)
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+            if init is not None:
+                count = len(init.args.args) - 1 + len(init.args.kwonlyargs)  # less self
+                if count > 6:
+                    wide.append(f"{where} takes {count}")
+    assert undocumented == [] and wide == []

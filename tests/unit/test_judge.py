@@ -53,7 +53,7 @@ def test_a_defect_smaller_than_the_minimum_area_is_ok():
 
 def test_judge_records_the_inspection_and_the_context():
     s = score_frame(_map((8, 8)), 4.0, TH, (64, 64))
-    ins = Inspection(s.verdict, s.score, s.raw_score, 2.0, s.regions, s.map_norm, 0.001, 0.010, 0.002)
+    ins = Inspection(s.verdict, s.score, s.raw_score, 2.0, s.regions, s.raw_map, TH.pixel, 0.001, 0.010, 0.002)
     r = judge(_frame(), ins, CONTEXT, e2e_s=0.0234, now=1000.05)
     assert (r.seq, r.camera, r.frame_index, r.captured_at, r.published_at) == (0, "cam0", 7, 1000.0, 1000.05)
     assert r.verdict == NG and r.score == 1.0 and r.threshold == 2.0 and r.regions == s.regions
@@ -81,3 +81,15 @@ def test_a_missed_trigger_is_a_fault_for_its_part():
 
 def test_verdicts_read_as_their_words():
     assert f"{NG}" == str(NG) == "NG" and Verdict("OK") is OK and {OK: 1}["OK"] == 1
+
+
+def test_regions_found_on_the_raw_map_are_those_of_the_normalized_one():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(1.5, 0.6, (32, 32)).astype(np.float32)
+    raw[20:26, 3:9] += 2.0
+    norm = score_frame(raw, float(raw.max()), TH, (64, 48))
+    ins = Inspection(norm.verdict, norm.score, norm.raw_score, 2.0, norm.regions, norm.raw_map, TH.pixel, 0, 0, 0)
+    from edge_ad.decision import find_regions
+
+    assert norm.regions == tuple(find_regions(ins.map_norm, (64, 48)))  # same areas, same peaks
+    assert ins.map_norm.max() <= 1.0 and abs(float(ins.map_norm[raw == raw.max()][0]) - norm.score) < 1e-6
