@@ -51,7 +51,7 @@ $(RUN_DIR)/.complete: $(DATA)/.complete
 # Real components the integration tests start: Prometheus (scrapes the service; promtool checks
 # deploy/), Chromium (renders the dashboard), GStreamer with its RTSP server (cameras), what
 # PyGObject needs to build, and systemd-analyze (checks the unit). Installed with apt when missing.
-SYSTEM_TEST_PACKAGES := prometheus chromium \
+SYSTEM_TEST_PACKAGES := prometheus chromium mosquitto \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
 	libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev systemd

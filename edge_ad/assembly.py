@@ -2,6 +2,8 @@
 publishers → pipeline → the port the server talks to."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .bundle import load_bundle
 from .config import ServiceConfig
 from .decision.camera import CameraDecision, load_ignore_mask
@@ -20,6 +22,7 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     """Everything that can be checked without running is checked here, so a bad bundle or an
     unknown source scheme fails at start with one clear line."""
     metrics = metrics or Metrics()
+    built: dict = {}  # the MQTT status reads the pipeline's readiness, and the pipeline takes the outputs
     # sources first: a bad URI is a configuration error (exit), a bad model is not (serve
     # not-ready and retry, see commands/serve.py)
     sources = {cam.name: open_source(cam.source) for cam in config.cameras}
@@ -49,6 +52,13 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
 
         ev = config.evidence
         outputs.append(EvidenceStore(ev.path, int(ev.quota_mb * 1024 * 1024), ev.ok_every, metrics))
+    if config.publish:
+        from .publish.registry import build_outputs
+
+        journal = store.journal
+        default_dir = config.results.journal.parent if config.results.journal is not None else Path.cwd()
+        outputs += build_outputs(config.publish, metrics, journal, lambda: built["pipeline"].readiness(),
+                                 default_dir)
     decisions = {}
     for cam in config.cameras:
         if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
@@ -59,6 +69,6 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
         hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
         decisions=decisions, model_root=config.models.root or config.model.parent,
         engine_factory=engine_factory)
-    pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
+    built["pipeline"] = pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
     telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
     return PipelinePort(pipeline, telemetry)

@@ -80,6 +80,44 @@ EngineConfig = Annotated[Union[Annotated[OnnxRuntimeConfig, Tag("onnxruntime")],
                                Annotated[TensorRTConfig, Tag("tensorrt")]], Discriminator(_backend_of)]
 
 
+class _OutputCommon(_Strict):
+    """What every delivering output has: a name, which verdicts it takes, and its outbox."""
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                             description="the output's name in metrics and logs (default: its type)")
+    verdicts: list[Literal["OK", "NG", "INVALID", "FAULT"]] | None = Field(
+        None, description="only results with these verdicts are sent (default: all)")
+    outbox: Path | None = Field(None, description="SQLite file of undelivered messages (default: beside "
+                                                  "the journal, or ./edge-ad-outbox-NAME.sqlite)")
+    outbox_max_rows: int = Field(100_000, ge=1, le=10_000_000, description="undelivered messages kept; "
+                                 "beyond, the oldest are dropped and counted")
+    outbox_max_age_s: float = Field(7 * 86400, gt=0, le=365 * 86400, description="undelivered messages "
+                                    "older than this are dropped and counted")
+
+
+class WebhookConfig(_OutputCommon):
+    """``publish: [{type: webhook, ...}]``: every wanted result POSTed as JSON, signed."""
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", description="where results are POSTed")
+    secret: str | None = Field(None, min_length=16, description="HMAC-SHA256 key of the X-Edge-AD-Signature header")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="a POST not answered within this is retried")
+
+
+class MqttConfig(_OutputCommon):
+    """``publish: [{type: mqtt, ...}]``: every wanted result as a JSON message, and a status topic."""
+    type: Literal["mqtt"]
+    url: str = Field(pattern=r"^mqtts?://", description="mqtt://HOST[:PORT], or mqtts:// for TLS")
+    topic: str = Field("edge-ad/{camera}", min_length=1, description="topic of each camera's results")
+    qos: Literal[0, 1, 2] = 1
+    status_topic: str = Field("edge-ad/status", min_length=1, description="retained readiness, and the "
+                              "last will 'offline'")
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = Field(None, description="CA certificate of an mqtts:// broker (default: the system's)")
+
+
+OutputConfig = Annotated[Union[WebhookConfig, MqttConfig], Field(discriminator="type")]
+
+
 class ServerConfig(_Strict):
     """The HTTP listener and its limits."""
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 to serve the network")
@@ -157,6 +195,8 @@ class ServiceConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = OnnxRuntimeConfig()
+    publish: list[OutputConfig] = Field(default_factory=list, max_length=16,
+                                         description="where results go besides HTTP")
     server: ServerConfig = ServerConfig()
     results: ResultsConfig = ResultsConfig()
     security: SecurityConfig = SecurityConfig()

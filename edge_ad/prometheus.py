@@ -81,6 +81,11 @@ class Metrics:
                                          "Results an output (evidence, views, metrics, ...) skipped because "
                                          "its queue was full; the journal still has them", ["publisher"],
                                          registry=r)
+        self.publisher_delivered = Counter("edge_ad_publisher_delivered", "Messages an output delivered "
+                                           "and the receiver acknowledged", ["publisher"], registry=r)
+        self.publisher_failures = Counter("edge_ad_publisher_failures", "Delivery attempts that failed "
+                                          "(retried with backoff; the message stays in the outbox)",
+                                          ["publisher"], registry=r)
         self.evidence_bytes = Gauge("edge_ad_evidence_bytes", "Disk used by the evidence store", registry=r)
         self.http_requests = Counter("edge_ad_http_requests", "HTTP requests", ["route", "code"],
                                      registry=r)

@@ -60,6 +60,12 @@ class QueuedPublisher(Publisher):
     def deliver(self, item: Publication) -> None:
         """The output's work, on its own thread."""
 
+    def deliver_many(self, items: list[Publication]) -> None:
+        """Everything that waited in the queue at once (an output with a per-call cost, such
+        as a disk commit, overrides this to pay it once)."""
+        for item in items:
+            self.deliver(item)
+
     def publish(self, item: Publication) -> None:
         if not self.wants(item):
             return
@@ -90,11 +96,23 @@ class QueuedPublisher(Publisher):
         return done.wait(timeout)
 
     def _loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
+        done = False
+        while not done:
+            batch, marks = [self._queue.get()], []
+            while len(batch) < 64:  # and whatever else already waits
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batch:  # close(): deliver what came before it, then stop
+                batch, done = batch[:batch.index(None)], True
+            marks = [i for i in batch if isinstance(i, threading.Event)]
+            items = [i for i in batch if not isinstance(i, threading.Event)]
             try:
-                self.deliver(item)
+                if items:
+                    self.deliver_many(items)
             except Exception:  # an output's failure must not stop it, or the line
-                log.exception("publisher %s failed on seq %s", self.name, item.result.seq)
+                log.exception("publisher %s failed on seqs %s..%s", self.name, items[0].result.seq,
+                              items[-1].result.seq)
+            for mark in marks:  # flush(): everything queued before it is delivered
+                mark.set()
