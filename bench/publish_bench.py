@@ -40,7 +40,7 @@ app = web.Application()
 app.router.add_post("/hook", hook)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
-PIPELINE_THREADS = ("capture", "inference", "supervisor", "publish-", "send-")
+PIPELINE_THREADS = ("capture", "inference", "supervisor", "publish-", "send-", "paho-mqtt-client-")
 
 
 def _port() -> int:

@@ -39,7 +39,7 @@ from edge_ad.config import build_config  # noqa: E402
 from edge_ad.prometheus import Metrics  # noqa: E402
 from edge_ad.server.app import make_app  # noqa: E402
 from edge_ad.server.slow_clients import guarded_runner  # noqa: E402
-from edge_ad.assembly import build_pipeline  # noqa: E402
+from edge_ad.assembly import build_service  # noqa: E402
 from tests.integration.helpers import png_of_size as png  # noqa: E402
 
 CONTROL, LINE = "bench-control-token-0123456789", "bench-line-token-0123456789"
@@ -74,19 +74,20 @@ def wait(predicate, timeout: float, interval: float = 0.05) -> bool:
 
 
 class Served:
-    """The service in this process: build_pipeline, make_app and the runner edge-ad serve uses."""
+    """The service in this process: build_service, make_app and the runner edge-ad serve uses."""
 
     def __init__(self, bundle: Path, source: str, **raw):
         self.config = build_config({"model": str(bundle), "cameras": [{"source": source}], **raw})
         self.metrics = Metrics()
-        self.pipeline = build_pipeline(self.config, self.metrics)
+        self.service = build_service(self.config, self.metrics)
+        self.pipeline = self.service.pipeline
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
-        self.runner = guarded_runner(make_app(self.pipeline, self.metrics, self.config.security, self.config.server))
+        self.runner = guarded_runner(make_app(self.service, self.metrics, self.config.security, self.config.server))
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-        wait(lambda: self.pipeline.engine_ready.is_set() and self.pipeline.store.last_seq > 0, 60)
+        wait(lambda: self.pipeline.worker.ready.is_set() and self.pipeline.store.last_seq > 0, 60)
 
     async def _start(self):
         from aiohttp import web

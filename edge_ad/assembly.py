@@ -2,8 +2,6 @@
 publishers → pipeline → the port the server talks to."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from .bundle import load_bundle
 from .config import ServiceConfig
 from .decision.camera import CameraDecision, load_ignore_mask
@@ -55,10 +53,8 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     if config.publish:
         from .publish.registry import build_outputs
 
-        journal = store.journal
-        default_dir = config.results.journal.parent if config.results.journal is not None else Path.cwd()
-        outputs += build_outputs(config.publish, metrics, journal, lambda: built["pipeline"].readiness(),
-                                 default_dir)
+        outputs += build_outputs(config.publish, metrics, store.journal, lambda: built["pipeline"].readiness(),
+                                 config.results.journal.parent)  # publish: requires the journal
     decisions = {}
     for cam in config.cameras:
         if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:

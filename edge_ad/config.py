@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .validation import one_line
@@ -86,8 +86,8 @@ class _OutputCommon(_Strict):
                              description="the output's name in metrics and logs (default: its type)")
     verdicts: list[Literal["OK", "NG", "INVALID", "FAULT"]] | None = Field(
         None, description="only results with these verdicts are sent (default: all)")
-    outbox: Path | None = Field(None, description="SQLite file of undelivered messages (default: beside "
-                                                  "the journal, or ./edge-ad-outbox-NAME.sqlite)")
+    outbox: Path | None = Field(None, description="SQLite file of undelivered messages (default: "
+                                                  "edge-ad-outbox-NAME.sqlite beside the journal)")
     outbox_max_rows: int = Field(100_000, ge=1, le=10_000_000, description="undelivered messages kept; "
                                  "beyond, the oldest are dropped and counted")
     outbox_max_age_s: float = Field(7 * 86400, gt=0, le=365 * 86400, description="undelivered messages "
@@ -196,7 +196,16 @@ class ServiceConfig(_Strict):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = OnnxRuntimeConfig()
     publish: list[OutputConfig] = Field(default_factory=list, max_length=16,
-                                         description="where results go besides HTTP")
+                                         description="where results go besides HTTP (needs results.journal)")
+
+    @model_validator(mode="after")
+    def _outputs_need_the_journal(self):
+        # the outboxes deliver from the journal: what a queue dropped is read back from it, and
+        # only the journal's numbering continues across restarts, as an outbox's does
+        if self.publish and self.results.journal is None:
+            raise ValueError("publish: needs results.journal (the outputs deliver from it); "
+                             "add results: {journal: /var/lib/edge-ad/journal.sqlite}")
+        return self
     server: ServerConfig = ServerConfig()
     results: ResultsConfig = ResultsConfig()
     security: SecurityConfig = SecurityConfig()
@@ -264,8 +273,11 @@ def load_config(path: str | Path) -> ServiceConfig:
     models = config.models
     if models.root is not None and not models.root.is_absolute():
         models = models.model_copy(update={"root": (base / models.root).resolve()})
+    publish = [o.model_copy(update={k: (base / v).resolve() for k in ("outbox", "tls_ca")
+                                    if (v := getattr(o, k, None)) is not None and not v.is_absolute()})
+               for o in config.publish]
     return config.model_copy(update={"model": model, "cameras": cameras, "results": results,
-                                     "evidence": evidence, "models": models})
+                                     "evidence": evidence, "models": models, "publish": publish})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

@@ -81,6 +81,9 @@ class Metrics:
                                          "Results an output (evidence, views, metrics, ...) skipped because "
                                          "its queue was full; the journal still has them", ["publisher"],
                                          registry=r)
+        self.outbox_dropped = Counter("edge_ad_outbox_dropped", "Undelivered messages an output dropped "
+                                      "for good: past its outbox's bounds, or refused by the receiver",
+                                      ["publisher"], registry=r)
         self.publisher_delivered = Counter("edge_ad_publisher_delivered", "Messages an output delivered "
                                            "and the receiver acknowledged", ["publisher"], registry=r)
         self.publisher_failures = Counter("edge_ad_publisher_failures", "Delivery attempts that failed "

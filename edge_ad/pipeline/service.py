@@ -220,8 +220,11 @@ class Pipeline:
 
     def fault_trigger(self, trig: Trigger) -> None:
         """A trigger whose deadline passed without a frame: a FAULT result for its part."""
-        context = Context(self.model.info, self.store.boot_id, trig.part_id)
+        model = self.model
+        context = Context(model.info, self.store.boot_id, trig.part_id)
         result = self.store.publish(lambda seq: replace(
             missed_trigger(trig.camera, trig.received_at, context, time.time()), seq=seq))
-        self.metrics.verdicts.labels(trig.camera, result.verdict).inc()
         trig.future.set_result(result)
+        item = Publication(result, None, None, model.manifest)  # no frame: nothing to show or keep
+        for p in self.publishers:
+            p.publish(item)

@@ -86,4 +86,7 @@ class Supervisor:
             reasons.append(self.failure)
         if self.pipeline.worker.recovery_error:
             reasons.append(self.pipeline.worker.recovery_error)
+        worker = self.pipeline.worker
+        if worker.started and not worker.alive and not self.pipeline.stopping.is_set() and not worker.recovery_error:
+            reasons.append(f"the inference worker stopped: {worker.error or 'see the log'}")
         return not reasons, reasons

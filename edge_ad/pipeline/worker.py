@@ -88,12 +88,14 @@ class Worker:
         self._requests: deque[tuple[str, tuple]] = deque()
         self._inspections: deque[tuple[str, tuple]] = deque()
         self._frames_next = False
+        self.started = False
 
     def _new_thread(self, fresh: bool) -> threading.Thread:
         return threading.Thread(target=self._work, args=(fresh,), name="inference", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        self.started = True
         self._thread.start()
 
     def join(self, timeout: float) -> None:
@@ -184,14 +186,19 @@ class Worker:
                 if job is None:
                     continue
                 kind, payload = job
-                if kind == "frames":
-                    self._process(payload)
-                elif kind == "inspect":
-                    self._inspect_one(*payload)
-                elif kind == "reload":
-                    self._reload(*payload)
-                elif kind == "thresholds":
-                    self._thresholds(*payload)
+                if kind != "frames" and not payload[-1].set_running_or_notify_cancel():
+                    continue  # its caller gave up waiting (a timeout): nothing is done, nothing answered
+                try:
+                    if kind == "frames":
+                        self._process(payload)
+                    elif kind == "inspect":
+                        self._inspect_one(*payload)
+                    elif kind == "reload":
+                        self._reload(*payload)
+                    elif kind == "thresholds":
+                        self._thresholds(*payload)
+                except Exception:  # a job's failure must never stop the line
+                    log.exception("inference worker: %s job failed", kind)
         finally:
             if me is self._thread:
                 self.ready.clear()

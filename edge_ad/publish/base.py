@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 class Publication:
     """A served result and what it was judged on."""
     result: Result
-    image_rgb: np.ndarray  # the inspected image (after ROI and rotation), or the raw frame
+    image_rgb: np.ndarray | None  # the inspected image (after ROI and rotation), the raw frame, or
+    # None for a result no frame belongs to (a PLC trigger whose deadline passed)
     inspection: Inspection | None  # None for INVALID and FAULT
     manifest: Manifest  # of the model that judged it (thresholds, calibration)
 
@@ -107,7 +108,12 @@ class QueuedPublisher(Publisher):
             if None in batch:  # close(): deliver what came before it, then stop
                 batch, done = batch[:batch.index(None)], True
             marks = [i for i in batch if isinstance(i, threading.Event)]
-            items = [i for i in batch if not isinstance(i, threading.Event)]
+            for job in (i for i in batch if callable(i) and not isinstance(i, threading.Event)):
+                try:  # work an output queued for itself (start-up backfill), in order with the items
+                    job()
+                except Exception:
+                    log.exception("publisher %s: queued job failed", self.name)
+            items = [i for i in batch if isinstance(i, Publication)]
             try:
                 if items:
                     self.deliver_many(items)

@@ -37,6 +37,8 @@ class EvidenceStore(QueuedPublisher):
         self.bytes = sum(p.stat().st_size for p in self._files)
 
     def wants(self, item: Publication) -> bool:
+        if item.image_rgb is None:
+            return False
         seq, verdict = item.result.seq, item.result.verdict
         return verdict in (NG, INVALID) or (verdict == OK and self.ok_every > 0 and seq % self.ok_every == 0)
 

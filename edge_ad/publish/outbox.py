@@ -10,8 +10,10 @@ drains it in seq order.
   30 s) while the receiver is down. Every message carries seq and boot id, so a receiver that
   sees one twice (a crash after delivery, before the delete) can drop the repeat.
 - **Bounded.** ``max_rows`` and ``max_age_s`` (checked every ``BOUNDS_EVERY`` messages): beyond
-  them the oldest undelivered messages are dropped, counted (``edge_ad_publisher_dropped_total``)
-  and logged. A full disk stops the outbox, never the line.
+  them the oldest undelivered messages are dropped, counted (``edge_ad_outbox_dropped_total``)
+  and logged, as is a message the receiver refuses for good (a 4xx other than 408 and 429). A
+  full disk stops the outbox, never the line: what could not be queued is read from the journal
+  later.
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ def message_body(result_json: dict) -> str:
     """A result as one element of ``/v1/results`` has it, without the read-time ``age_ms``."""
     body = {k: v for k, v in result_json.items() if k not in ("age_ms", "stale")}
     return json.dumps(body, separators=(",", ":"))
+
+
+class Refused(Exception):
+    """The receiver answered that it will never take this message (a permanent 4xx)."""
 
 
 class Outbox:
@@ -83,8 +89,9 @@ class Outbox:
                 if before // BOUNDS_EVERY != self._puts // BOUNDS_EVERY:  # may be passed by BOUNDS_EVERY - 1
                     dropped += self._db.execute("DELETE FROM outbox WHERE queued_at < ?",
                                                 (now - self.max_age_s,)).rowcount
-                    dropped += self._db.execute("DELETE FROM outbox WHERE seq <= (SELECT MAX(seq) FROM outbox) - ?",
-                                                (self.max_rows,)).rowcount
+                    dropped += self._db.execute(  # all but the newest max_rows rows
+                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq DESC LIMIT -1 OFFSET ?)",
+                        (self.max_rows,)).rowcount
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -104,7 +111,19 @@ class Outbox:
     def remove(self, *seqs: int) -> None:
         """Delivered: gone, in one commit."""
         with self._lock:
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def mark_taken(self, seq: int) -> None:
+        """Every seq up to ``seq`` was looked at (the unwanted ones leave no row behind)."""
+        with self._lock:
+            self._db.execute("INSERT INTO meta VALUES ('last_taken', ?) ON CONFLICT(key) DO UPDATE SET "
+                             "value = MAX(value, excluded.value)", (seq,))
 
     def last_taken(self) -> int:
         with self._lock:
@@ -130,11 +149,14 @@ class DeliveringPublisher(QueuedPublisher):
         self.outbox, self.journal = outbox, journal
         self.verdicts = None if verdicts is None else {Verdict(v) for v in verdicts}
         self._last = outbox.last_taken()
+        if self._last == 0 and journal is not None and len(outbox) == 0:
+            self._last = journal.last_seq()  # a new output starts with the results from now on
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name=f"send-{name}", daemon=True)
         self.delivered = 0
         self.failures = 0
+        self.lost = 0  # dropped at the outbox's bounds, for good
         self._idled_at = 0.0
 
     @abstractmethod
@@ -169,19 +191,22 @@ class DeliveringPublisher(QueuedPublisher):
     def deliver_many(self, items: list[Publication]) -> None:
         """Into the outbox in one transaction: whatever waited in the queue, and the journal's
         rows for any seq the queue dropped."""
-        batch = []
+        batch, start = [], self._last
         for item in items:
             seq = item.result.seq
             if seq <= self._last:  # taken already (the journal's backfill got there first)
                 continue
             if seq > self._last + 1:
-                self._put(batch)
-                batch = []
+                if not self._put(batch):
+                    self._last = start
+                    return
+                batch, start = [], self._last
                 self._backfill(seq)
             if self._wanted(item.result.verdict):
                 batch.append((seq, item.result.camera, message_body(item.result.to_json(now=item.result.captured_at))))
             self._last = seq
-        self._put(batch)
+        if not self._put(batch):  # not queued: the next result sees the gap and reads the journal
+            self._last = start
         self._wake.set()
 
     def _backfill(self, upto: int) -> None:
@@ -189,30 +214,37 @@ class DeliveringPublisher(QueuedPublisher):
         if self.journal is None:
             return
         while self._last < upto - 1:
-            rows = [r for r in self.journal.after(self._last, BACKFILL_LIMIT) if r["seq"] < upto]
+            try:
+                rows = [r for r in self.journal.after(self._last, BACKFILL_LIMIT) if r["seq"] < upto]
+            except sqlite3.Error as exc:
+                log.error("%s: journal unreadable, %d..%d not filled in yet: %s", self.name, self._last + 1,
+                          upto - 1, exc)
+                return
             if not rows:
                 break
-            self._put([(r["seq"], r["camera"], message_body(r)) for r in rows if self._wanted(r["verdict"])])
+            if not self._put([(r["seq"], r["camera"], message_body(r)) for r in rows if self._wanted(r["verdict"])]):
+                return
             self._last = rows[-1]["seq"]
-            log.info("%s: %d results filled in from the journal", self.name, len(rows))
+            log.debug("%s: %d results filled in from the journal", self.name, len(rows))
 
-    def _put(self, messages: list[tuple[int, str, str]]) -> None:
+    def _put(self, messages: list[tuple[int, str, str]]) -> bool:
         try:
             dropped = self.outbox.put_many(messages)
         except sqlite3.Error as exc:
-            log.error("%s: outbox write failed, %d results not queued: %s", self.name, len(messages), exc)
-            return
+            log.error("%s: outbox write failed, %d results not queued yet: %s", self.name, len(messages), exc)
+            return False
         if dropped:
-            self.dropped += dropped
+            self.lost += dropped
             if self.metrics is not None:
-                self.metrics.publisher_dropped.labels(self.name).inc(dropped)
+                self.metrics.outbox_dropped.labels(self.name).inc(dropped)
             log.warning("%s: outbox full (max_rows/max_age): %d undelivered messages dropped", self.name, dropped)
+        return True
 
     # -- out of the outbox ------------------------------------------------------------------------
     def start(self) -> None:
-        if self.journal is not None and self.journal.last_seq() > self._last:
-            self._backfill(self.journal.last_seq() + 1)  # what the last run journaled but never queued
         super().start()
+        if self.journal is not None:  # what the last run journaled but never queued, off the event loop
+            self._queue.put(lambda: self._backfill(self.journal.last_seq() + 1))
         self._sender.start()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -220,8 +252,13 @@ class DeliveringPublisher(QueuedPublisher):
         self._stopping.set()
         self._wake.set()
         if self._sender.is_alive():
-            self._sender.join(10)
-        self.outbox.close()
+            self._sender.join(timeout)  # an answer in flight ends within the sender's timeout
+        try:
+            self.outbox.mark_taken(self._last)
+        except sqlite3.Error as exc:
+            log.warning("%s: outbox position not saved (%s); the next start reads the journal again", self.name, exc)
+        if not self._sender.is_alive():
+            self.outbox.close()
 
     def _send_loop(self) -> None:
         delay = BACKOFF_START_S
@@ -238,6 +275,12 @@ class DeliveringPublisher(QueuedPublisher):
                 continue
             try:
                 done = self.send_many(batch)
+            except Refused as exc:  # it will never take this one: drop it, count it, go on
+                log.error("%s: seq %d refused for good, dropped: %s", self.name, batch[0][0], exc)
+                self.lost += 1
+                if self.metrics is not None:
+                    self.metrics.outbox_dropped.labels(self.name).inc()
+                done = 1
             except Exception as exc:  # the receiver is down or refused: keep it, retry later
                 self.failures += 1
                 if self.metrics is not None:
@@ -250,7 +293,12 @@ class DeliveringPublisher(QueuedPublisher):
                 self._idle()
                 continue
             delay = BACKOFF_START_S
-            self.outbox.remove(*(seq for seq, _, _ in batch[:done]))
+            try:
+                self.outbox.remove(*(seq for seq, _, _ in batch[:done]))
+            except sqlite3.Error as exc:  # delivered, but still there: sent again later (at least once)
+                log.error("%s: outbox delete failed: %s", self.name, exc)
+                self._stopping.wait(BACKOFF_START_S)
+                continue
             self.delivered += done
             if self.metrics is not None:
                 self.metrics.publisher_delivered.labels(self.name).inc(done)

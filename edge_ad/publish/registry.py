@@ -4,9 +4,11 @@ one module with a ``DeliveringPublisher`` (or ``QueuedPublisher``) subclass taki
 from __future__ import annotations
 
 import importlib
+import sqlite3
 from pathlib import Path
 from typing import Callable
 
+from ..errors import ConfigError
 from .outbox import Outbox
 
 OUTPUTS = {  # config type -> "module:class"
@@ -28,6 +30,10 @@ def build_outputs(configs, metrics, journal, readiness: Callable, default_dir: P
         path = config.outbox or default_dir / f"edge-ad-outbox-{name}.sqlite"
         module, _, cls = OUTPUTS[config.type].partition(":")
         publisher = getattr(importlib.import_module(module), cls)
-        outbox = Outbox(path, config.outbox_max_rows, config.outbox_max_age_s)
+        try:
+            outbox = Outbox(path, config.outbox_max_rows, config.outbox_max_age_s)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"publish: {name}: cannot open its outbox {path}: {exc} "
+                              "(set outbox: to a writable file)") from exc
         outputs.append(publisher(config, outbox, metrics, journal, readiness))
     return outputs

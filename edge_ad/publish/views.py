@@ -36,6 +36,8 @@ class ViewCache(Publisher):
         self._rejects: deque[View] = deque(maxlen=GALLERY)
 
     def publish(self, item: Publication) -> None:
+        if item.image_rgb is None:  # a missed trigger: the camera's last view still stands
+            return
         view = View(item.result.seq, item.image_rgb, item.inspection)
         with self._lock:
             self._latest[item.result.camera] = view

@@ -3,7 +3,9 @@ the outbox (outbox.py): in order, at least once, across outages and restarts.
 
 Headers: ``X-Edge-AD-Seq`` and ``X-Edge-AD-Boot-Id`` (de-duplicate on these), and with a secret
 ``X-Edge-AD-Signature: sha256=<hex HMAC-SHA256 of the body under the secret>``. Any 2xx is an
-acknowledgement; anything else, or no answer within ``timeout_s``, is retried.
+acknowledgement. A 4xx other than 408 and 429 is a refusal for good: that message is dropped,
+counted and logged, so it cannot hold up the ones behind it. Anything else, or no answer within
+``timeout_s``, is retried.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import json
 from urllib.parse import urlsplit
 
 from ..config import WebhookConfig
-from .outbox import DeliveringPublisher, Outbox
+from .outbox import DeliveringPublisher, Outbox, Refused
 
 SIGNATURE_HEADER = "X-Edge-AD-Signature"
 
@@ -50,6 +52,8 @@ class WebhookPublisher(DeliveringPublisher):
             raise
         if answer.will_close:
             self._close()
+        if 400 <= answer.status < 500 and answer.status not in (408, 429):
+            raise Refused(f"{self.url} answered {answer.status}")  # sending it again cannot help
         if not 200 <= answer.status < 300:
             raise RuntimeError(f"{self.url} answered {answer.status}")
 

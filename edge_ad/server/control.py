@@ -81,9 +81,12 @@ async def put_threshold(request: web.Request) -> web.Response:
     who = f"{request.get(ROLE) or 'anonymous'} from {request.remote}"
     job = request.app[PORT].change_thresholds(rethresholded(update), update.persist, who)
     try:
-        done = await asyncio.wait_for(asyncio.wrap_future(job), 30)
+        done = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), 30)
     except asyncio.TimeoutError:
-        return web.json_response({"error": "the inference worker did not apply the change in 30 s"}, status=503)
+        withdrawn = job.cancel()  # the worker skips a cancelled job; one it already runs completes
+        return web.json_response({"error": "the inference worker did not take the change within 30 s; "
+                                  + ("it was withdrawn, nothing changed" if withdrawn else
+                                     "it is being applied now: read GET /v1/status")}, status=503)
     except OSError as exc:  # the manifest could not be saved: nothing changed
         return web.json_response({"error": f"threshold not changed: the manifest could not be saved: {exc}"},
                                  status=507)

@@ -174,6 +174,8 @@ def build_spec() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ThresholdUpdate)}}},
             "responses": {"200": {"description": "new threshold", "content": {"application/json": {
                 "schema": {"type": "object"}}}}, "400": _err("bad body"), **CONTROL_AUTH,
+                "503": _err("the inference worker did not take the change in time (withdrawn)"),
+                "507": _err("the manifest could not be saved; nothing changed"),
                 "413": _err("body over 64 KiB"), "415": _err("not application/json")}}},
         "/v1/model/reload": {"post": {
             "summary": "Load another bundle; swap after warm-up, keep the old one on failure", "security": BEARER,

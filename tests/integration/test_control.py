@@ -3,6 +3,7 @@ import concurrent.futures
 import json
 import logging
 import shutil
+import threading
 import urllib.request
 
 import pytest
@@ -142,3 +143,24 @@ def test_a_threshold_change_racing_a_reload_saves_each_manifest_into_its_own_bun
     assert load_bundle(bundle_b).manifest.version == "b"  # B's manifest is still B's
     changed = load_bundle(bundle_a).manifest  # the change went into the model it was made on
     assert changed.version != "b" and changed.thresholds.image.threshold == pytest.approx(body["threshold"])
+
+
+def test_a_job_given_up_on_is_skipped_and_the_worker_lives_on(serve):
+    """A threshold change whose caller timed out (its future cancelled before the worker got to
+    it) must be skipped: answering it used to raise in the worker and stop the line."""
+    srv, pipeline, bundle = serve(token=TOKEN)
+    before = pipeline.model.manifest.thresholds.image.threshold
+    gate = threading.Event()
+    original = pipeline.worker._reload
+    pipeline.worker._reload = lambda path, future: (gate.wait(10), original(path, future))  # hold the worker
+    held = pipeline.reload(bundle)
+    job = pipeline.change_thresholds(lambda m: m.model_copy(update={"name": "never"}), persist=True)
+    assert job.cancel()  # the caller gave up while the worker was busy
+    gate.set()
+    held.result(30)
+    seq = pipeline.store.last_seq
+    wait_for(lambda: pipeline.store.last_seq >= seq + 3)  # still inspecting
+    assert pipeline.worker.alive and pipeline.model.manifest.name != "never"
+    assert pipeline.model.manifest.thresholds.image.threshold == before
+    assert load_bundle(bundle).manifest.name != "never"
+    assert get(srv.url + "/healthz")[0] == 200

@@ -1,3 +1,4 @@
+import yaml
 import pytest
 
 from edge_ad.config import build_config, load_config
@@ -68,3 +69,13 @@ def test_engine_options_are_per_backend():
                       ({"backend": "openvino"}, "openvino")):
         with pytest.raises(ConfigError, match=says):
             build_config({**base, "engine": bad}, "t")
+
+
+def test_outputs_need_the_journal_and_their_paths_follow_the_config(tmp_path):
+    out = {"type": "webhook", "url": "http://mes.local/hook", "outbox": "spool/hook.sqlite"}
+    base = {"model": "/models/m", "cameras": [{"source": "testsrc://"}], "publish": [out]}
+    with pytest.raises(ConfigError, match="results.journal"):
+        build_config(base, "t")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**base, "results": {"journal": "j.sqlite"}}))
+    config = load_config(tmp_path / "c.yaml")
+    assert config.publish[0].outbox == (tmp_path / "spool" / "hook.sqlite").resolve()
