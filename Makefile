@@ -49,7 +49,7 @@ $(RUN_DIR)/.complete: $(DATA)/.complete
 	@touch $@
 
 # Real components the integration tests start: Prometheus (scrapes the service; promtool checks
-# deploy/), Chromium (renders the dashboard), GStreamer with its RTSP server (cameras), what
+# deploy/), Chromium (renders the dashboard), Mosquitto (the MQTT output's broker), GStreamer with its RTSP server (cameras), what
 # PyGObject needs to build, and systemd-analyze (checks the unit). Installed with apt when missing.
 SYSTEM_TEST_PACKAGES := prometheus chromium mosquitto \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
