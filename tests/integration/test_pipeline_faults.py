@@ -209,3 +209,38 @@ def test_a_camera_that_fails_at_once_is_retried_with_backoff_not_spun(bundle_dir
     # backoff 0.5, 1, 2 s (±20 %): at most 4 opens in 2.5 s; without it, thousands
     assert 2 <= source.opens <= 4, source.opens
     assert not pipe.cameras["cam0"].up and "injected" in pipe.cameras["cam0"].error
+
+
+def test_a_missed_trigger_is_published_to_every_output_without_a_frame(bundle_dir):
+    """The FAULT a trigger's deadline makes is a result like any other: journaled, numbered, and
+    handed to the outputs (an MQTT consumer hears it), though no frame belongs to it."""
+    from edge_ad.publish import Publisher
+    from edge_ad.sources.push import PushSource
+
+    class Recorder(Publisher):
+        """Keeps what it is given."""
+
+        name = "recorder"
+
+        def __init__(self):
+            self.items = []
+
+        def publish(self, item):
+            self.items.append(item)
+
+    bundle = load_bundle(bundle_dir)
+    engine = create_engine(bundle)
+    recorder, store, metrics = Recorder(), ResultStore(), Metrics()
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"station": PushSource("push://")}, store, metrics,
+                    outputs=(recorder,))
+    pipe.start()
+    try:
+        wait_for(lambda: pipe.worker.ready.is_set())
+        result = pipe.trigger("station", "P-9", timeout_s=0.2).result(10)
+    finally:
+        pipe.stop()
+    assert result.verdict == "FAULT" and result.part_id == "P-9" and "deadline" in result.reason
+    [item] = recorder.items
+    assert item.result is result and item.image_rgb is None and item.inspection is None
+    assert pipe.views.latest("station") is None  # nothing to show
+    assert metrics.verdicts.labels("station", "FAULT")._value.get() == 1  # counted once
