@@ -212,11 +212,14 @@ class Pipeline:
         inspection = outcome if isinstance(outcome, Inspection) else None
         shown = inspection.inspected_rgb if inspection is not None and inspection.inspected_rgb is not None \
             else frame.image_rgb
-        item = Publication(result, shown, inspection, manifest or model.manifest)
-        for p in self.publishers:
-            p.publish(item)
+        self._fan_out(Publication(result, shown, inspection, manifest or model.manifest))
         self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t_pub)
         return result
+
+    def _fan_out(self, item: Publication) -> None:
+        """Every publisher, in order, after the store has numbered and journaled the result."""
+        for p in self.publishers:
+            p.publish(item)
 
     def fault_trigger(self, trig: Trigger) -> None:
         """A trigger whose deadline passed without a frame: a FAULT result for its part."""
@@ -225,6 +228,4 @@ class Pipeline:
         result = self.store.publish(lambda seq: replace(
             missed_trigger(trig.camera, trig.received_at, context, time.time()), seq=seq))
         trig.future.set_result(result)
-        item = Publication(result, None, None, model.manifest)  # no frame: nothing to show or keep
-        for p in self.publishers:
-            p.publish(item)
+        self._fan_out(Publication(result, None, None, model.manifest))  # no frame: nothing to show or keep

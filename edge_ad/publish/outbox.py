@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, camera TEXT NOT NULL
                                    queued_at REAL NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+# the highest seq the outbox has looked at: it only moves forward
+TAKEN_SQL = ("INSERT INTO meta VALUES ('last_taken', ?) ON CONFLICT(key) DO UPDATE SET "
+             "value = MAX(value, excluded.value)")
 
 
 def message_body(result_json: dict) -> str:
@@ -82,8 +85,7 @@ class Outbox:
             try:
                 self._db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
                                      [(seq, camera, now, body) for seq, camera, body in messages])
-                self._db.execute("INSERT INTO meta VALUES ('last_taken', ?) ON CONFLICT(key) DO UPDATE SET "
-                                 "value = MAX(value, excluded.value)", (max(m[0] for m in messages),))
+                self._db.execute(TAKEN_SQL, (max(m[0] for m in messages),))
                 dropped = 0
                 before, self._puts = self._puts, self._puts + len(messages)
                 if before // BOUNDS_EVERY != self._puts // BOUNDS_EVERY:  # may be passed by BOUNDS_EVERY - 1
@@ -122,8 +124,7 @@ class Outbox:
     def mark_taken(self, seq: int) -> None:
         """Every seq up to ``seq`` was looked at (the unwanted ones leave no row behind)."""
         with self._lock:
-            self._db.execute("INSERT INTO meta VALUES ('last_taken', ?) ON CONFLICT(key) DO UPDATE SET "
-                             "value = MAX(value, excluded.value)", (seq,))
+            self._db.execute(TAKEN_SQL, (seq,))
 
     def last_taken(self) -> int:
         with self._lock:
