@@ -8,6 +8,7 @@ from .decision.camera import CameraDecision, load_ignore_mask
 from .decision.quality import QualityLimits
 from .engines import create_engine
 from .pipeline.port import PipelinePort
+from .pipeline.recipes import CameraSetting, Recipe, RecipeSet
 from .pipeline.results import ResultStore, new_boot_id
 from .pipeline.service import Pipeline, PipelineOptions
 from .pipeline.worker import Model
@@ -24,15 +25,20 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     # sources first: a bad URI is a configuration error (exit), a bad model is not (serve
     # not-ready and retry, see commands/serve.py)
     sources = {cam.name: open_source(cam.source) for cam in config.cameras}
-    bundle = load_bundle(config.model)
     backend, engine_options = config.engine.backend, config.engine.engine_options()
-    engine = create_engine(bundle, backend, **engine_options)
-    m = bundle.manifest
-    model = Model.of(engine, m, bundle.path)
-    metrics.model.info({**model.info, "onnx_sha256": m.provenance.onnx_sha256[:16]})
 
-    def engine_factory(b):  # a reloaded bundle runs on the same backend with the same options
+    def engine_factory(b):  # a reloaded bundle (or a recipe) runs on the same backend and options
         return create_engine(b, backend, **engine_options)
+
+    recipes = recipe_set(config)
+    if recipes is None:
+        bundle = load_bundle(config.model)
+        m = bundle.manifest
+        model = Model.of(engine_factory(bundle), m, bundle.path, camera_decisions(config, m))
+    else:  # the others are warmed on the worker before it is ready (pipeline/recipes.py)
+        model = Model.of_recipe(recipes.get(recipes.default), engine_factory)
+        m = model.manifest
+    metrics.model.info({**model.info, "onnx_sha256": m.provenance.onnx_sha256[:16]})
 
     store = ResultStore(config.results.ring_size, boot_id=new_boot_id())
     if config.results.journal is not None:
@@ -55,16 +61,37 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
 
         outputs += build_outputs(config.publish, metrics, store.journal, lambda: built["pipeline"].readiness(),
                                  config.results.journal.parent)  # publish: requires the journal
-    decisions = {}
-    for cam in config.cameras:
-        if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
-            ignore = load_ignore_mask(cam.ignore_mask, m.input.height, m.input.width) if cam.ignore_mask else None
-            decisions[cam.name] = CameraDecision(cam.roi, cam.rotate, ignore, cam.min_defect_area_px)
     options = PipelineOptions(
         batch_size=config.engine.batch_size, stale_periods=config.results.stale_periods,
         hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
-        decisions=decisions, model_root=config.models.root or config.model.parent,
-        engine_factory=engine_factory)
+        model_root=config.models.root or config.bundles[0].parent, engine_factory=engine_factory,
+        recipes=recipes)
     built["pipeline"] = pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
     telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
     return PipelinePort(pipeline, telemetry)
+
+
+def camera_decisions(config: ServiceConfig, manifest) -> dict[str, CameraDecision]:
+    """Without recipes: each camera's ROI, rotation, ignore mask and minimum defect area."""
+    decisions = {}
+    for cam in config.cameras:
+        if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
+            ignore = load_ignore_mask(cam.ignore_mask, manifest.input.height, manifest.input.width) \
+                if cam.ignore_mask else None
+            decisions[cam.name] = CameraDecision(cam.roi, cam.rotate, ignore, cam.min_defect_area_px)
+    return decisions
+
+
+def recipe_set(config: ServiceConfig) -> RecipeSet | None:
+    """``recipes:`` as the pipeline holds it; each recipe's bundle must load (checked at start)."""
+    if config.recipes is None:
+        return None
+    rotate = {cam.name: cam.rotate for cam in config.cameras}
+    recipes = {}
+    for n, r in config.recipes.items.items():
+        load_bundle(r.model)  # a missing or corrupt bundle fails at start, not when the PLC selects it
+        settings = {cam: CameraSetting(rc.roi if (rc := r.cameras.get(cam)) else None, rotate[cam],
+                                       rc.ignore_mask if rc else None, rc.min_defect_area_px if rc else 0)
+                    for cam in rotate}
+        recipes[n] = Recipe(n, r.name, r.model, settings)
+    return RecipeSet(recipes, config.recipes.default, config.recipes.memory_budget_mb)

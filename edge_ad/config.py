@@ -39,6 +39,59 @@ class CameraConfig(_Strict):
         return roi
 
 
+class RecipeCameraConfig(_Strict):
+    """What a recipe sets for one camera: the part of its frame judged and how large a defect is."""
+    roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height of the inspected "
+                                                  "region, in frame pixels")
+    ignore_mask: Path | None = Field(None, description="image over the inspected region; white = ignore")
+    min_defect_area_px: int = Field(0, ge=0, le=100_000_000,
+                                    description="an NG needs a defect region at least this large")
+
+    _roi_positive = field_validator("roi")(CameraConfig._roi_positive.__func__)
+
+
+class RecipeConfig(_Strict):
+    """One product: its bundle, and per camera its ROI, ignore mask and minimum defect area."""
+    name: str = Field(pattern=r"^[A-Za-z0-9 _.-]{1,64}$", description="what operators call the product")
+    model: Path = Field(description="model bundle directory")
+    cameras: dict[str, RecipeCameraConfig] = Field(default_factory=dict,
+                                                   description="per camera name; cameras not named judge "
+                                                               "the whole frame")
+
+
+RECIPE_MAX = 65535  # a Modbus register holds the recipe number
+
+
+class RecipesConfig(_Strict):
+    """``recipes:``: numbered products the PLC (or PUT /v1/recipe) selects per camera. Written as
+    ``{default: 1, 1: {name: ..., model: ...}, 2: {...}}``; ``items:`` may hold the numbers too."""
+    default: int = Field(ge=0, le=RECIPE_MAX, description="the recipe every camera starts with")
+    memory_budget_mb: float = Field(2048, gt=0, le=1_000_000, description="recipes are loaded and warmed "
+                                    "at start while their engines fit in this (estimated from the model "
+                                    "files); beyond it, a recipe loads when selected")
+    items: dict[int, RecipeConfig] = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_beside_default(cls, data):
+        # the natural YAML puts the numbered recipes next to `default:`
+        if isinstance(data, dict):
+            data = dict(data)
+            items = dict(data.pop("items", None) or {})
+            for key in [k for k in data if isinstance(k, int) or (isinstance(k, str) and k.isdigit())]:
+                items[int(key)] = data.pop(key)
+            data["items"] = items
+        return data
+
+    @model_validator(mode="after")
+    def _default_known(self):
+        if any(not 0 <= n <= RECIPE_MAX for n in self.items):
+            raise ValueError(f"recipe numbers are 0-{RECIPE_MAX}, got {sorted(self.items)}")
+        if self.default not in self.items:
+            raise ValueError(f"recipes.default is {self.default}, but the recipes are {sorted(self.items)}")
+        return self
+
+
 class _EngineCommon(_Strict):
     """What the pipeline needs of any backend."""
     batch_size: int = Field(1, ge=1, le=64, description="frames of several cameras inspected per engine call")
@@ -189,9 +242,51 @@ class ModelsConfig(_Strict):
                                                 "directory; default: the directory that holds `model`")
 
 
+class OpcUaConfig(_Strict):
+    """``plc.opcua``: the OPC UA server of the handshake."""
+    endpoint: str = Field("opc.tcp://0.0.0.0:4840/edge-ad", pattern=r"^opc\.tcp://",
+                          description="where PLCs connect")
+    allow_anonymous: bool = Field(False, description="anonymous clients may write too, and the None "
+                                  "security policy is offered (a closed cell network, tests); otherwise "
+                                  "anonymous clients only read and writes need username/password")
+    username: str | None = Field(None, min_length=1, max_length=64, description="the PLC's login for writes")
+    password: str | None = Field(None, min_length=8, max_length=256,
+                                 description="its password; prefer EDGE_AD_OPCUA_PASSWORD")
+    certificate_dir: Path | None = Field(None, description="the server's certificate and key (made at "
+                                         "first start when missing); default: beside the journal, or "
+                                         "/var/lib/edge-ad/opcua")
+    namespace: str = Field("urn:edge-ad", min_length=1, description="namespace URI of the handshake nodes")
+
+
+class ModbusConfig(_Strict):
+    """``plc.modbus``: the Modbus TCP server of the handshake (Modbus has no authentication)."""
+    host: str = Field("127.0.0.1", description="bind address; a PLC on the network needs 0.0.0.0 "
+                      "and an allow list")
+    port: int = Field(5020, ge=1, le=65535)
+    allow: list[str] = Field(default_factory=list, description="client IP addresses allowed to connect "
+                             "(empty: any that can reach the bind address)")
+    read_only: bool = Field(False, description="refuse every write (a display or a historian reads only)")
+    device_id: int = Field(1, ge=0, le=247, description="the unit id the PLC addresses (0: any)")
+
+
+class PlcConfig(_Strict):
+    """``plc:``: the handshake servers for PLCs that cannot poll HTTP."""
+    opcua: OpcUaConfig | None = None
+    modbus: ModbusConfig | None = None
+    trigger_timeout_ms: int = Field(2000, ge=10, le=60_000, description="a trigger without a frame within "
+                                    "this is answered FAULT (DEADLINE)")
+    ack_timeout_s: float = Field(60.0, gt=0, le=86400, description="a ready result the PLC does not "
+                                 "acknowledge within this is withdrawn (ACK_TIMEOUT) and logged")
+    heartbeat_s: float = Field(1.0, ge=0.05, le=60, description="the Heartbeat counter's period")
+
+
 class ServiceConfig(_Strict):
     """The whole service configuration, one YAML file."""
-    model: Path = Field(description="model bundle directory")
+    model: Path | None = Field(None, description="model bundle directory (or recipes:)")
+    recipes: RecipesConfig | None = Field(None, description="numbered products, each with its bundle; "
+                                          "replaces model: and the cameras' roi, ignore_mask and "
+                                          "min_defect_area_px")
+    plc: PlcConfig = PlcConfig()
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = OnnxRuntimeConfig()
@@ -212,6 +307,29 @@ class ServiceConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+
+    @model_validator(mode="after")
+    def _model_or_recipes(self):
+        if (self.model is None) == (self.recipes is None):
+            raise ValueError("give either model: (one bundle) or recipes: (one per product), "
+                             + ("not both" if self.model is not None else "got neither"))
+        if self.recipes is not None:
+            names = {c.name for c in self.cameras}
+            for cam in self.cameras:
+                for key in ("roi", "ignore_mask", "min_defect_area_px"):
+                    if getattr(cam, key):
+                        raise ValueError(f"camera {cam.name}: with recipes:, {key} belongs in each "
+                                         f"recipe's cameras: {{{cam.name}: {{{key}: ...}}}}")
+            for n, recipe in self.recipes.items.items():
+                if unknown := sorted(set(recipe.cameras) - names):
+                    raise ValueError(f"recipe {n} ({recipe.name}) names cameras {unknown}, "
+                                     f"but the cameras are {sorted(names)}")
+        return self
+
+    @property
+    def bundles(self) -> list[Path]:
+        """Every bundle the service may serve: the model, or each recipe's."""
+        return [self.model] if self.recipes is None else [r.model for r in self.recipes.items.values()]
 
     @field_validator("cameras")
     @classmethod
@@ -234,6 +352,8 @@ def _env_overrides(raw: dict) -> dict:
     # an empty variable (compose's ${EDGE_AD_LINE_TOKEN:-}) means unset, not an empty token
     if env.get("EDGE_AD_TOKEN"):
         raw.setdefault("security", {})["token"] = env["EDGE_AD_TOKEN"]
+    if env.get("EDGE_AD_OPCUA_PASSWORD") and isinstance((raw.get("plc") or {}).get("opcua"), dict):
+        raw["plc"]["opcua"]["password"] = env["EDGE_AD_OPCUA_PASSWORD"]
     if env.get("EDGE_AD_LINE_TOKEN"):
         raw.setdefault("security", {})["line_token"] = env["EDGE_AD_LINE_TOKEN"]
     return raw
@@ -263,7 +383,20 @@ def load_config(path: str | Path) -> ServiceConfig:
         "source": _resolve_source(c.source, base),
         "ignore_mask": None if c.ignore_mask is None or c.ignore_mask.is_absolute()
         else (base / c.ignore_mask).resolve()}) for c in config.cameras]
-    model = config.model if config.model.is_absolute() else (base / config.model).resolve()
+    def resolved(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else (base / p).resolve()
+
+    model = None if config.model is None else (resolved(config.model) or config.model)
+    recipes = config.recipes
+    if recipes is not None:
+        recipes = recipes.model_copy(update={"items": {n: r.model_copy(update={
+            "model": resolved(r.model) or r.model,
+            "cameras": {c: rc.model_copy(update={"ignore_mask": resolved(rc.ignore_mask) or rc.ignore_mask})
+                        for c, rc in r.cameras.items()}}) for n, r in recipes.items.items()}})
+    plc = config.plc
+    if plc.opcua is not None and plc.opcua.certificate_dir is not None:
+        plc = plc.model_copy(update={"opcua": plc.opcua.model_copy(update={
+            "certificate_dir": resolved(plc.opcua.certificate_dir) or plc.opcua.certificate_dir})})
     results = config.results
     if results.journal is not None and not results.journal.is_absolute():
         results = results.model_copy(update={"journal": (base / results.journal).resolve()})
@@ -277,7 +410,8 @@ def load_config(path: str | Path) -> ServiceConfig:
                                     if (v := getattr(o, k, None)) is not None and not v.is_absolute()})
                for o in config.publish]
     return config.model_copy(update={"model": model, "cameras": cameras, "results": results,
-                                     "evidence": evidence, "models": models, "publish": publish})
+                                     "evidence": evidence, "models": models, "publish": publish,
+                                     "recipes": recipes, "plc": plc})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

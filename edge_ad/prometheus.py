@@ -57,6 +57,12 @@ class Metrics:
         self.drift_detected = Gauge("edge_ad_drift_detected",
                                     "1 while recent scores differ from the calibration set (recalibrate)",
                                     ["camera"], registry=r)
+        self.recipe = Gauge("edge_ad_recipe", "Recipe number in force per camera (-1: none configured, "
+                            "or the one selected is unknown)", ["camera"], registry=r)
+        self.recipe_switches = Counter("edge_ad_recipe_switches", "Recipe selections by outcome "
+                                       "(ok, unknown, failed)", ["camera", "outcome"], registry=r)
+        self.plc_requests = Counter("edge_ad_plc_requests", "PLC handshake requests by protocol, kind "
+                                    "and outcome", ["protocol", "kind", "outcome"], registry=r)
         self.model_reloads = Counter("edge_ad_model_reloads", "Model reloads by outcome", ["outcome"],
                                      registry=r)
         self.stream_viewers = Gauge("edge_ad_stream_viewers", "Open /v1/stream.mjpg connections",

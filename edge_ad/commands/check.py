@@ -16,11 +16,14 @@ def run_check(config_path: str) -> int:
     print("device  ok: " + (f"Jetson, L4T {p.l4t or '?'} (JetPack {p.jetpack or '?'}), GPU {p.gpu or '?'}"
                            if p.jetson else f"not a Jetson; GPU {p.gpu or 'none'}")
           + f", TensorRT {p.tensorrt or 'not installed'}")
-    bundle = load_bundle(config.model)
-    m = bundle.manifest
-    print(f"model   ok: {m.name} v{m.version} ({m.family}, {m.input.width}x{m.input.height} {m.input.color})")
-    with create_engine(bundle, config.engine.backend, **config.engine.engine_options()) as engine:
-        print(f"engine  ok: {engine.name} on {engine.provider}")
+    recipes = config.recipes.items if config.recipes is not None else {None: None}
+    for number, recipe in recipes.items():
+        bundle = load_bundle(config.model if recipe is None else recipe.model)
+        m = bundle.manifest
+        which = "" if recipe is None else f"recipe {number} ({recipe.name}): "
+        print(f"model   ok: {which}{m.name} v{m.version} ({m.family}, {m.input.width}x{m.input.height} {m.input.color})")
+        with create_engine(bundle, config.engine.backend, **config.engine.engine_options()) as engine:
+            print(f"engine  ok: {which}{engine.name} on {engine.provider}")
     failed = []
     for cam in config.cameras:
         try:

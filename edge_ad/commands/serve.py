@@ -101,7 +101,7 @@ async def _serve(config, metrics: Metrics) -> int:
                  "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")
     runner = await _listen(app, host, port)
     log.info("serving %s on http://%s:%d (dashboard /, API /v1/result, metrics /metrics)",
-             config.model, host, port)
+             config.model or f"recipes {sorted(config.recipes.items)}", host, port)
     await stop.wait()
     app[DRAIN]["since"] = time.monotonic()  # /readyz answers 503 from now on
     log.info("stopping: draining requests in flight (at most %.0f s)", DRAIN_S)

@@ -20,6 +20,8 @@ class Context:
     model: dict  # name, version, family of the model in force
     boot_id: str = ""
     part_id: str | None = None  # the PLC's part, when a trigger matched this frame
+    recipe: int | None = None  # the recipe in force on the frame's camera
+    lot_id: str | None = None  # the PLC's lot, when the trigger carried one
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Unjudged:
     """Why a frame has no inspection: never an OK, and no score is invented."""
     verdict: Verdict  # INVALID (the quality guard) or FAULT (the engine failed)
     reason: str
+    code: str = "INTERNAL"  # an ErrorCode name (decision/codes.py)
 
 
 def judge(frame: Frame, outcome: Inspection | Unjudged, context: Context, e2e_s: float,
@@ -38,11 +41,12 @@ def judge(frame: Frame, outcome: Inspection | Unjudged, context: Context, e2e_s:
             raise ValueError(f"a frame without an inspection is INVALID or FAULT, not {outcome.verdict}")
         return Result(0, frame.camera, frame.index, frame.captured_at, now, outcome.verdict, None,
                       None, None, context.model, reason=outcome.reason, part_id=context.part_id,
-                      boot_id=context.boot_id, latency_ms={"end_to_end": e2e_ms})
+                      boot_id=context.boot_id, latency_ms={"end_to_end": e2e_ms},
+                      recipe=context.recipe, code=outcome.code, lot_id=context.lot_id)
     ins = outcome
     return Result(0, frame.camera, frame.index, frame.captured_at, now, ins.verdict, ins.score,
                   ins.raw_score, ins.threshold, context.model, ins.regions, part_id=context.part_id,
-                  boot_id=context.boot_id,
+                  boot_id=context.boot_id, recipe=context.recipe, lot_id=context.lot_id,
                   latency_ms={"preprocess": round(ins.preprocess_s * 1000, 2),
                               "infer": round(ins.infer_s * 1000, 2),
                               "postprocess": round(ins.postprocess_s * 1000, 2),
@@ -53,5 +57,6 @@ def missed_trigger(camera: str, received_at: float, context: Context, now: float
     """A PLC trigger whose deadline passed without a frame: a FAULT for that part."""
     waited_ms = (now - received_at) * 1000
     return Result(0, camera, -1, now, now, FAULT, None, None, None, context.model,
-                  part_id=context.part_id, boot_id=context.boot_id,
+                  part_id=context.part_id, boot_id=context.boot_id, recipe=context.recipe,
+                  lot_id=context.lot_id, code="DEADLINE",
                   reason=f"trigger deadline: no frame from camera {camera} within {waited_ms:.0f} ms")

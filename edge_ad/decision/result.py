@@ -28,6 +28,9 @@ class Result:
     reason: str | None = None
     latency_ms: dict = field(default_factory=dict)
     boot_id: str = ""  # the process that numbered it: a gateway tells a restart from a gap
+    recipe: int | None = None  # the recipe in force on its camera (None: no recipes configured)
+    code: str | None = None  # an ErrorCode name (decision/codes.py) when it is not a plain OK/NG
+    lot_id: str | None = None  # the PLC's lot, when a trigger carried one
 
     def to_json(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
@@ -40,6 +43,7 @@ class Result:
             "raw_score": self.raw_score, "threshold": self.threshold, "model": self.model,
             "regions": [r.to_json() for r in self.regions], "part_id": self.part_id,
             "reason": self.reason, "latency_ms": self.latency_ms, "boot_id": self.boot_id,
+            "recipe": self.recipe, "error_code": self.code, "lot_id": self.lot_id,
         }
 
 
@@ -49,5 +53,6 @@ def as_stale(result: Result, reason: str, now: float) -> dict:
     if result.verdict == OK:
         body["verdict"] = FAULT
         body["reason"] = f"stale: {reason}"
+        body["error_code"] = "CAMERA_DOWN" if "down" in reason else "STALE"
     body["stale"] = True
     return body

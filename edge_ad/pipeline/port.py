@@ -22,11 +22,12 @@ from ..errors import SourceError
 from ..publish.views import View
 from .results import Evicted
 from .service import Pipeline
+from .recipes import UnknownRecipe
 from .triggers import TriggersFull
 from .worker import RequestsFull
 
 __all__ = ["Gone", "Latest", "NotPushable", "PipelinePort", "RequestsFull", "Served", "ServicePort",
-           "SourceError", "TriggersFull"]
+           "SourceError", "TriggersFull", "UnknownRecipe"]
 
 
 class Gone(Exception):
@@ -98,6 +99,15 @@ class ServicePort(ABC):
     def readiness(self) -> tuple[bool, list[str]]: ...
 
     @abstractmethod
+    def camera_ready(self, camera: str) -> tuple[bool, str | None]:
+        """Whether a trigger on ``camera`` can be answered now, and why not."""
+
+    @abstractmethod
+    def recipes(self) -> dict | None:
+        """``{"default", "recipes": [{recipe, name, bundle}], "selected": {camera: n}}``, or None
+        when no recipes are configured."""
+
+    @abstractmethod
     def liveness(self) -> tuple[bool, list[str]]: ...
 
     @abstractmethod
@@ -115,8 +125,13 @@ class ServicePort(ABC):
         """Inspect an uploaded image; raises RequestsFull."""
 
     @abstractmethod
-    def trigger(self, camera: str, part_id: str | None, timeout_s: float) -> Future:
+    def trigger(self, camera: str, part_id: str | None, timeout_s: float, lot_id: str | None = None) -> Future:
         """Inspect the camera's next frame for a part; raises TriggersFull."""
+
+    @abstractmethod
+    def select_recipe(self, camera: str, recipe: int) -> Future:
+        """Judge the camera's frames by another recipe from the next frame; the future raises
+        UnknownRecipe (the camera then FAULTs), ValueError (no recipes) or KeyError (no camera)."""
 
     @abstractmethod
     def push(self, camera: str, frame_rgb: np.ndarray) -> None:
@@ -204,6 +219,20 @@ class PipelinePort(ServicePort):
     def liveness(self) -> tuple[bool, list[str]]:
         return self.pipeline.supervisor.liveness()
 
+    def camera_ready(self, camera: str) -> tuple[bool, str | None]:
+        worker = self.pipeline.worker
+        if not worker.ready.is_set():
+            return False, worker.error or "engine not loaded yet"
+        why = self.pipeline.camera_problem(camera, time.time())
+        return why is None, why
+
+    def recipes(self) -> dict | None:
+        p = self.pipeline
+        if p.options.recipes is None:
+            return None
+        return {"default": p.options.recipes.default, "recipes": p.options.recipes.summary(),
+                "selected": dict(p.selected), "warm": sorted(p.warm), "loading": dict(p.recipe_loading)}
+
     def status(self) -> dict:
         p = self.pipeline
         model = p.model
@@ -219,7 +248,8 @@ class PipelinePort(ServicePort):
                          "error": c.error, "frames_captured": c.frames, "reconnects": c.reconnects,
                          "frames_dropped": p.slots[c.name].dropped_count,
                          "fps": round(1.0 / c.period_s, 2) if c.period_s else None,
-                         "drift": p.drift.state(c.name).to_json()}
+                         "drift": p.drift.state(c.name).to_json(),
+                         "recipe": p.selected.get(c.name)}
                         for c in p.cameras.values()],
             "frames_processed": p.processed,
             "last_seq": p.store.last_seq,
@@ -238,8 +268,11 @@ class PipelinePort(ServicePort):
     def submit(self, frame_rgb: np.ndarray) -> Future:
         return self.pipeline.submit(frame_rgb)
 
-    def trigger(self, camera: str, part_id: str | None, timeout_s: float) -> Future:
-        return self.pipeline.trigger(camera, part_id, timeout_s)
+    def trigger(self, camera: str, part_id: str | None, timeout_s: float, lot_id: str | None = None) -> Future:
+        return self.pipeline.trigger(camera, part_id, timeout_s, lot_id)
+
+    def select_recipe(self, camera: str, recipe: int) -> Future:
+        return self.pipeline.select_recipe(camera, recipe)
 
     def push(self, camera: str, frame_rgb: np.ndarray) -> None:
         source = self.pipeline.sources[camera]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from ..bundle import Bundle, Manifest
-from ..decision.camera import CameraDecision
 from ..decision.judge import Context, Unjudged, judge, missed_trigger
 from ..decision.quality import FrozenDetector, QualityLimits
 from ..decision.result import Result
@@ -33,6 +32,7 @@ from .results import ResultStore
 from .slot import LatestFrameSlot
 from .supervisor import Supervisor
 from .triggers import Trigger, TriggerBook
+from .recipes import RecipeSet
 from .worker import Model, Worker
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,9 @@ class PipelineOptions:
     hang_timeout_s: float = 10.0
     quality: QualityLimits | None = None  # None: every frame is inspected
     drift: dict | None = None  # DriftGuard parameters
-    decisions: dict[str, CameraDecision] = field(default_factory=dict)  # per camera: ROI, mask, ...
     model_root: Path | None = None  # reload loads only bundles under it (None: anywhere, tests)
     engine_factory: Callable[[Bundle], Engine] = create_engine  # reloads and hang recovery
+    recipes: RecipeSet | None = None  # numbered products; ``model`` is then the default's
 
 
 class Pipeline:
@@ -58,8 +58,17 @@ class Pipeline:
 
     def __init__(self, model: Model, sources: dict[str, Source], store: ResultStore, metrics: Metrics,
                  options: PipelineOptions | None = None, outputs: tuple[Publisher, ...] = ()):
-        self.model, self.store, self.metrics = model, store, metrics
+        self.store, self.metrics = store, metrics
         self.options = options = options or PipelineOptions()
+        # The model each camera is judged by (None: an unknown recipe is selected there), and
+        # with recipes the warm ones by number. Only the worker writes these.
+        self.models: dict[str, Model | None] = {n: model for n in sources}
+        self.selected: dict[str, int | None] = {n: model.recipe for n in sources}
+        self.warm: dict[int, Model] = {model.recipe: model} if options.recipes is not None else {}
+        self.recipe_loading: dict[str, int] = {}  # camera -> the recipe being loaded for it
+        self._primary = model
+        for name in sources:
+            metrics.recipe.labels(name).set(-1 if model.recipe is None else model.recipe)
         self.stopping = threading.Event()
         self.wakeup = threading.Condition()  # shared by every slot: one worker waits on all cameras
         # what status shows: the URI with any RTSP password redacted
@@ -81,6 +90,42 @@ class Pipeline:
         self.processed = 0
         self.worker = Worker(self)
         self.supervisor = Supervisor(self, options.hang_timeout_s)
+
+    # -- the models in force (written by the worker) --------------------------------------------
+    @property
+    def model(self) -> Model:
+        """The first camera's model: what status shows, and the only one without recipes."""
+        return next((m for m in self.models.values() if m is not None), self._primary)
+
+    def warm_models(self) -> list[Model]:
+        """Every distinct model loaded: the cameras' and the warm recipes'."""
+        seen: dict[int, Model] = {}
+        for m in (*self.models.values(), *self.warm.values(), self._primary):
+            if m is not None:
+                seen.setdefault(id(m), m)
+        return list(seen.values())
+
+    def replace_model(self, old: Model, new: Model) -> None:
+        """``new`` serves wherever ``old`` did (a reload, a threshold change, a fresh engine)."""
+        for cam, m in self.models.items():
+            if m is old:
+                self.models[cam] = new
+        for n, m in self.warm.items():
+            if m is old:
+                self.warm[n] = new
+        if self._primary is old:
+            self._primary = new
+
+    def select(self, camera: str, number: int, model: Model | None) -> None:
+        """Camera ``camera`` is judged by recipe ``number`` (``model`` None: not configured)."""
+        self.models[camera], self.selected[camera] = model, number
+        if model is not None:
+            self._primary = model
+        self.metrics.recipe.labels(camera).set(number if model is not None else -1)
+
+    def unknown_recipe_reason(self, camera: str) -> str:
+        known = sorted(self.options.recipes.recipes) if self.options.recipes else []
+        return f"recipe {self.selected.get(camera)} is not configured (the recipes are {known})"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,20 +186,30 @@ class Pipeline:
         if not self.worker.ready.is_set():
             reasons.append(self.worker.error or "engine not loaded yet")
         now = time.time()
-        for name, cam in self.cameras.items():
-            if not cam.up:
-                reasons.append(f"camera {name}: {cam.error or 'no frames yet'}")
-                continue
-            if name in self.event_driven:  # idle until a part is posted: ready while open
-                continue
-            latest = self.store.latest(name)
-            if latest is None:
-                reasons.append(f"camera {name}: no inspected frame yet")
-            elif (why := self.staleness(latest, now)) is not None:
+        for name in self.cameras:
+            if (why := self.camera_problem(name, now)) is not None:
                 reasons.append(f"camera {name}: {why}")
-            elif latest.verdict == INVALID and (latest.reason or "").startswith("frozen"):
-                reasons.append(f"camera {name}: {latest.reason}")  # fresh results of a dead picture
         return not reasons, reasons
+
+    def camera_problem(self, name: str, now: float) -> str | None:
+        """Why camera ``name`` cannot answer for the line right now (the engine aside), or None."""
+        cam = self.cameras[name]
+        if not cam.up:
+            return cam.error or "no frames yet"
+        if name in self.recipe_loading:
+            return f"recipe {self.recipe_loading[name]} is loading"
+        if self.models[name] is None:
+            return self.unknown_recipe_reason(name)
+        if name in self.event_driven:  # idle until a part is posted: ready while open
+            return None
+        latest = self.store.latest(name)
+        if latest is None:
+            return "no inspected frame yet"
+        if (why := self.staleness(latest, now)) is not None:
+            return why
+        if latest.verdict == INVALID and (latest.reason or "").startswith("frozen"):
+            return latest.reason  # fresh results of a dead picture
+        return None
 
     # -- requests (any thread) ------------------------------------------------------------------
     def submit(self, frame_rgb) -> Future:
@@ -173,9 +228,15 @@ class Pipeline:
         ThresholdChange."""
         return self.worker.change_thresholds(change, persist, who)
 
-    def trigger(self, camera: str, part_id: str | None, timeout_s: float) -> Future:
+    def select_recipe(self, camera: str, number: int) -> Future:
+        """Camera ``camera`` judged by recipe ``number`` from the next frame (loaded and warmed
+        first when it is cold); resolves to a summary dict, or raises UnknownRecipe (the camera
+        then FAULTs until a known recipe is selected)."""
+        return self.worker.select_recipe(camera, number)
+
+    def trigger(self, camera: str, part_id: str | None, timeout_s: float, lot_id: str | None = None) -> Future:
         now = time.time()
-        future = self.triggers.add(Trigger(camera, part_id, now, now + timeout_s))
+        future = self.triggers.add(Trigger(camera, part_id, now, now + timeout_s, lot_id))
         with self.wakeup:  # the worker may be asleep with nothing to do: let it see the deadline
             self.wakeup.notify_all()
         return future
@@ -195,14 +256,14 @@ class Pipeline:
                     log.error("camera %s: %s", cam.name, cam.error)
 
     # -- delivery: decision → store (journal) → publishers ---------------------------------------
-    def deliver(self, frame: Frame, outcome: Inspection | Unjudged,
-                manifest: Manifest | None = None) -> Result:
+    def deliver(self, frame: Frame, outcome: Inspection | Unjudged, model: Model | None = None) -> Result:
         """Judge ``frame``, number and journal the result, answer its trigger, then hand it to
-        every publisher. Called on the worker (or by the supervisor for a hung call)."""
+        every publisher. ``model`` is the one that inspected it (default: its camera's). Called
+        on the worker (or by the supervisor for a hung call)."""
         t_pub = time.perf_counter()
-        model = self.model
+        model = model or self.models[frame.camera]
         trig = self.triggers.match(frame.camera, frame.captured_at)
-        context = Context(model.info, self.store.boot_id, trig.part_id if trig else None)
+        context = self._context(frame.camera, model, trig)
         result = self.store.publish(lambda seq: replace(
             judge(frame, outcome, context, time.perf_counter() - frame.captured_mono, time.time()), seq=seq))
         if trig is not None:
@@ -212,7 +273,8 @@ class Pipeline:
         inspection = outcome if isinstance(outcome, Inspection) else None
         shown = inspection.inspected_rgb if inspection is not None and inspection.inspected_rgb is not None \
             else frame.image_rgb
-        self._fan_out(Publication(result, shown, inspection, manifest or model.manifest))
+        manifest = (model or self._primary).manifest
+        self._fan_out(Publication(result, shown, inspection, manifest))
         self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t_pub)
         return result
 
@@ -223,9 +285,16 @@ class Pipeline:
 
     def fault_trigger(self, trig: Trigger) -> None:
         """A trigger whose deadline passed without a frame: a FAULT result for its part."""
-        model = self.model
-        context = Context(model.info, self.store.boot_id, trig.part_id)
+        model = self.models[trig.camera]
+        context = self._context(trig.camera, model, trig)
         result = self.store.publish(lambda seq: replace(
             missed_trigger(trig.camera, trig.received_at, context, time.time()), seq=seq))
         trig.future.set_result(result)
-        self._fan_out(Publication(result, None, None, model.manifest))  # no frame: nothing to show or keep
+        # no frame: nothing to show or keep
+        self._fan_out(Publication(result, None, None, (model or self._primary).manifest))
+
+    def _context(self, camera: str, model: Model | None, trig: Trigger | None) -> Context:
+        return Context(model.info if model is not None else {}, self.store.boot_id,
+                       trig.part_id if trig else None,
+                       model.recipe if model is not None else self.selected.get(camera),
+                       trig.lot_id if trig else None)

@@ -72,7 +72,8 @@ class Supervisor:
         log.error("engine call hung for %.1f s: worker abandoned (%d so far), starting a fresh engine",
                   stuck, self.abandoned)
         for frame in frames:
-            p.deliver(frame, Unjudged(FAULT, f"engine hung for {stuck:.1f} s; the engine is being restarted"))
+            p.deliver(frame, Unjudged(FAULT, f"engine hung for {stuck:.1f} s; the engine is being restarted",
+                                      "ENGINE"))
         if self.abandoned > MAX_ABANDONED:
             self.failure = (f"{self.abandoned} engine calls hung since start; restart the process "
                             "(each stuck thread holds its memory)")

@@ -19,6 +19,7 @@ class Trigger:
     part_id: str
     received_at: float  # wall clock
     deadline: float  # wall clock
+    lot_id: str | None = None  # a PLC's custom input, recorded with the result
     future: Future = field(default_factory=Future)
 
 

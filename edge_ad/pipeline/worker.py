@@ -17,13 +17,14 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..bundle import Manifest, load_bundle, save_manifest
+from ..decision.camera import CameraDecision
 from ..decision.judge import Unjudged
 from ..decision.quality import measure, problem
 from ..decision.verdict import FAULT, INVALID
@@ -31,6 +32,7 @@ from ..engines import Engine
 from ..model_root import confined_bundle
 from ..sources.base import Frame
 from .inspector import Inspector
+from .recipes import Recipe, UnknownRecipe
 
 if TYPE_CHECKING:
     from .service import Pipeline
@@ -50,12 +52,22 @@ class Model:
     inspector: Inspector
     bundle_path: Path | None
     info: dict  # name, version, family: what every result records
+    decisions: dict[str, CameraDecision] = field(default_factory=dict)  # per camera: ROI, mask, ...
+    recipe: int | None = None  # the recipe it serves (None: no recipes configured)
 
     @staticmethod
     def of(engine: Engine, manifest: Manifest, bundle_path: Path | None = None,
-           min_region_area_px: int = 0) -> "Model":
-        return Model(engine, Inspector(engine, manifest, min_region_area_px), bundle_path,
-                     {"name": manifest.name, "version": manifest.version, "family": manifest.family})
+           decisions: dict[str, CameraDecision] | None = None, recipe: int | None = None) -> "Model":
+        return Model(engine, Inspector(engine, manifest), bundle_path,
+                     {"name": manifest.name, "version": manifest.version, "family": manifest.family},
+                     decisions or {}, recipe)
+
+    @staticmethod
+    def of_recipe(recipe: Recipe, engine_factory) -> "Model":
+        """A recipe's model, its engine created but not activated (that happens on the worker)."""
+        bundle = load_bundle(recipe.bundle_path)
+        return Model.of(engine_factory(bundle), bundle.manifest, bundle.path,
+                        recipe.decisions(bundle.manifest), recipe.number)
 
     @property
     def manifest(self) -> Manifest:
@@ -80,6 +92,7 @@ class Worker:
         self._flight_lock = threading.Lock()  # the worker's engine call vs the supervisor's abandon
         self.busy_since_mono: float | None = None  # an engine call in progress since
         self._in_flight: list[Frame] = []
+        self._in_flight_engine: Engine | None = None
         self._orphans: dict[threading.Thread, Engine] = {}
         self.ready = threading.Event()
         self.error: str | None = None  # why the engine is not ready
@@ -134,6 +147,9 @@ class Worker:
                           who: str) -> Future:
         return self._request("thresholds", change, persist, who)
 
+    def select_recipe(self, camera: str, number: int) -> Future:
+        return self._request("recipe", camera, number)
+
     # -- the thread ----------------------------------------------------------------------------
     def _next_job(self):
         """A control job, a batch of frames or an uploaded image, or None when it is time to
@@ -159,13 +175,17 @@ class Worker:
 
     def _work(self, fresh: bool) -> None:
         p, me = self.p, threading.current_thread()
-        model = p.model
         try:
-            if fresh:  # after a hang: the same bundle, a new engine, on this thread
-                engine = p.options.engine_factory(load_bundle(model.bundle_path))
-                model = replace(model, engine=engine, inspector=Inspector(
-                    engine, model.manifest, model.inspector.min_region_area_px))
-            model.engine.activate()
+            for model in p.warm_models():
+                if fresh:  # after a hang: the same bundle, a new engine, on this thread
+                    engine = p.options.engine_factory(load_bundle(model.bundle_path))
+                    fresh_model = replace(model, engine=engine, inspector=Inspector(engine, model.manifest))
+                    fresh_model.engine.activate()
+                    p.replace_model(model, fresh_model)
+                else:
+                    model.engine.activate()
+            if not fresh:
+                self._preload_recipes()
         except Exception as exc:  # a bad engine must leave the service up and not ready
             self.error = f"engine failed to load: {exc}"
             if fresh:
@@ -174,8 +194,9 @@ class Worker:
             p.metrics.engine_errors.inc()
             return
         if fresh:
-            p.model, self.error = model, None
+            self.error = None
             log.info("engine restarted after a hang")
+        model = p.model
         p.metrics.engine.info({"backend": model.engine.name, "provider": model.engine.provider})
         self.ready.set()
         try:
@@ -197,12 +218,15 @@ class Worker:
                         self._reload(*payload)
                     elif kind == "thresholds":
                         self._thresholds(*payload)
+                    elif kind == "recipe":
+                        self._select_recipe(*payload)
                 except Exception:  # a job's failure must never stop the line
                     log.exception("inference worker: %s job failed", kind)
         finally:
             if me is self._thread:
                 self.ready.clear()
-                p.model.engine.deactivate()
+                for model in p.warm_models():
+                    model.engine.deactivate()
             else:  # abandoned: free the engine it was stuck in, touch nothing shared
                 orphan = self._orphans.pop(me, None)
                 try:
@@ -219,18 +243,19 @@ class Worker:
             if self.busy_since_mono is None:
                 return None
             frames, self._in_flight, self.busy_since_mono = self._in_flight, [], None
-            self._orphans[self._thread] = self.p.model.engine  # the stuck thread frees it if it returns
+            self._orphans[self._thread] = self._in_flight_engine  # the stuck thread frees it if it returns
             self.ready.clear()
             self.error = "engine hung; a fresh engine is loading"
             self._thread = self._new_thread(fresh=True)
             self._thread.start()
         return frames
 
-    def _engine_call(self, frames: list[Frame], call):
-        """``call()`` on the engine, watched by the supervisor. Returns (True, value) or
+    def _engine_call(self, frames: list[Frame], call, engine: Engine):
+        """``call()`` on ``engine``, watched by the supervisor. Returns (True, value) or
         (False, None) when this thread was abandoned meanwhile (nothing may be published)."""
         with self._flight_lock:
             self.busy_since_mono, self._in_flight = time.monotonic(), frames
+            self._in_flight_engine = engine
         try:
             value = call()
         finally:
@@ -244,7 +269,7 @@ class Worker:
     def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
         inspector = self.p.model.inspector
         try:
-            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb]))
+            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb]), inspector.engine)
         except Exception as exc:
             self.p.metrics.engine_errors.inc()
             future.set_exception(exc)
@@ -256,6 +281,10 @@ class Worker:
 
     def _reload(self, bundle_path: Path, future: Future) -> None:
         p = self.p
+        if p.options.recipes is not None:
+            future.set_exception(ValueError("recipes are configured: select one with PUT /v1/recipe; "
+                                            "a recipe's bundle is changed in the config"))
+            return
         try:
             if p.options.model_root is not None:
                 bundle_path = confined_bundle(bundle_path, p.options.model_root)
@@ -268,7 +297,7 @@ class Worker:
             future.set_exception(exc)
             return
         old, m = p.model, bundle.manifest
-        p.model = Model.of(engine, m, bundle.path, old.inspector.min_region_area_px)
+        p.replace_model(old, Model.of(engine, m, bundle.path, old.decisions))
         p.metrics.model.info({**p.model.info, "onnx_sha256": m.provenance.onnx_sha256[:16]})
         p.metrics.engine.info({"backend": engine.name, "provider": engine.provider})
         p.metrics.model_reloads.labels("ok").inc()
@@ -290,14 +319,81 @@ class Worker:
             future.set_exception(exc)
             return
         # the next batch reads the new manifest (Inspector reads it once per batch)
-        p.model = replace(model, inspector=Inspector(model.engine, after, model.inspector.min_region_area_px))
+        p.replace_model(model, replace(model, inspector=Inspector(model.engine, after)))
         log.warning("threshold changed %.6g -> %.6g by %s (persist=%s)", before.thresholds.image.threshold,
                     after.thresholds.image.threshold, who, persist)
         future.set_result(ThresholdChange(before, after, persisted))
 
-    def _unjudgeable(self, frame: Frame) -> Unjudged | None:
+    # -- recipes ---------------------------------------------------------------------------------
+    def _preload_recipes(self) -> None:
+        """At start, before the worker is ready: every recipe that fits the budget, warm."""
         p = self.p
-        decision = p.options.decisions.get(frame.camera)
+        if p.options.recipes is None:
+            return
+        for recipe in p.options.recipes.preload():
+            if recipe.number not in p.warm:
+                model = Model.of_recipe(recipe, p.options.engine_factory)
+                model.engine.activate()
+                p.warm[recipe.number] = model
+                log.info("recipe %d (%s) warm: %s", recipe.number, recipe.name, model.info)
+
+    def _select_recipe(self, camera: str, number: int, future: Future) -> None:
+        p = self.p
+        recipes = p.options.recipes
+        t0 = time.perf_counter()
+        try:
+            if recipes is None:
+                raise ValueError("no recipes are configured (recipes: in the config)")
+            if camera not in p.cameras:
+                raise KeyError(f"no camera {camera!r}; the cameras are {sorted(p.cameras)}")
+            try:
+                recipe = recipes.get(number)
+            except UnknownRecipe:
+                p.select(camera, number, None)  # FAULT until a known recipe is selected
+                p.metrics.recipe_switches.labels(camera, "unknown").inc()
+                log.error("camera %s: recipe %d selected, but it is not configured: its results "
+                          "are FAULT until a known recipe is selected", camera, number)
+                raise
+            loaded = number not in p.warm
+            if loaded:
+                p.recipe_loading[camera] = number
+                try:
+                    self._make_room(recipes, recipe)
+                    model = Model.of_recipe(recipe, p.options.engine_factory)
+                    model.engine.activate()
+                finally:
+                    p.recipe_loading.pop(camera, None)
+                p.warm[number] = model
+        except Exception as exc:
+            if not isinstance(exc, (UnknownRecipe, ValueError, KeyError)):
+                p.metrics.recipe_switches.labels(camera, "failed").inc()
+                log.error("camera %s: recipe %d failed to load, keeping the previous one: %s", camera, number, exc)
+            future.set_exception(exc)
+            return
+        p.select(camera, number, p.warm[number])
+        p.metrics.recipe_switches.labels(camera, "ok").inc()
+        switch_s = time.perf_counter() - t0
+        log.info("camera %s: recipe %d (%s) in force from the next frame (%.1f ms%s)", camera, number,
+                 recipe.name, switch_s * 1000, ", loaded" if loaded else "")
+        future.set_result({"camera": camera, "recipe": number, "name": recipe.name,
+                           "model": p.warm[number].info, "loaded": loaded, "switch_ms": round(switch_s * 1000, 3)})
+
+    def _make_room(self, recipes, recipe: Recipe) -> None:
+        """Free warm recipes no camera uses until ``recipe`` fits the budget (as far as it can)."""
+        p = self.p
+        in_use = {m.recipe for m in p.models.values() if m is not None}
+        def used():
+            return sum(recipes.get(n).estimated_mb() for n in p.warm)
+        for n in [n for n in list(p.warm) if n not in in_use]:
+            if used() + recipe.estimated_mb() <= recipes.memory_budget_mb:
+                break
+            p.warm.pop(n).engine.deactivate()
+            log.info("recipe %d unloaded to make room for recipe %d", n, recipe.number)
+
+    # -- frames ----------------------------------------------------------------------------------
+    def _unjudgeable(self, frame: Frame, model: Model) -> Unjudged | None:
+        p = self.p
+        decision = model.decisions.get(frame.camera)
         q = measure(decision.inspected(frame.image_rgb) if decision else frame.image_rgb)
         detector = p.frozen.get(frame.camera)
         frozen_for = detector.update(q.thumb, frame.captured_mono) if detector else 0.0
@@ -305,34 +401,38 @@ class Worker:
         if frozen_for >= limits.frozen_s:
             why = ("frozen", f"frozen: the picture has not changed for {frozen_for:.1f} s")
         else:
-            why = problem(q, limits, p.model.manifest.image_stats.get("sharpness_median"))
+            why = problem(q, limits, model.manifest.image_stats.get("sharpness_median"))
         if why is None:
             return None
         p.metrics.invalid_frames.labels(frame.camera, why[0]).inc()
-        return Unjudged(INVALID, why[1])
+        return Unjudged(INVALID, why[1], "IMAGE_QUALITY")
 
     def _process(self, frames: list[Frame]) -> None:
+        """Frames of several cameras: each judged by its camera's model, one engine call per model."""
         p = self.p
-        if p.options.quality is not None:
-            judged = []
-            for frame in frames:
-                unjudged = self._unjudgeable(frame)
-                if unjudged is None:
-                    judged.append(frame)
-                else:  # not worth an engine call, and never an OK
-                    p.deliver(frame, unjudged)
-            frames = judged
-            if not frames:
-                return
-        inspector, decisions = p.model.inspector, p.options.decisions
+        groups: dict[int, tuple[Model, list[Frame]]] = {}
+        for frame in frames:
+            model = p.models[frame.camera]
+            if model is None:  # an unknown recipe is selected: never the previous model's verdict
+                p.deliver(frame, Unjudged(FAULT, p.unknown_recipe_reason(frame.camera), "UNKNOWN_RECIPE"))
+                continue
+            if p.options.quality is not None and (unjudged := self._unjudgeable(frame, model)) is not None:
+                p.deliver(frame, unjudged, model)  # not worth an engine call, and never an OK
+                continue
+            groups.setdefault(id(model), (model, []))[1].append(frame)
+        for model, group in groups.values():
+            self._inspect_frames(model, group)
+
+    def _inspect_frames(self, model: Model, frames: list[Frame]) -> None:
+        p, inspector, decisions = self.p, model.inspector, model.decisions
         try:
             done, inspections = self._engine_call(frames, lambda: inspector.inspect(
-                [f.image_rgb for f in frames], [decisions.get(f.camera) for f in frames]))
+                [f.image_rgb for f in frames], [decisions.get(f.camera) for f in frames]), model.engine)
             if not done:
                 return  # abandoned after a hang: the supervisor answered these frames
         except Exception as exc:
             log.exception("engine failure")
             p.metrics.engine_errors.inc()
-            inspections = [Unjudged(FAULT, f"engine failure: {exc}")] * len(frames)
+            inspections = [Unjudged(FAULT, f"engine failure: {exc}", "ENGINE")] * len(frames)
         for frame, outcome in zip(frames, inspections):
-            p.deliver(frame, outcome, inspector.manifest)
+            p.deliver(frame, outcome, model)

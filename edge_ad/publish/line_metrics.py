@@ -46,21 +46,24 @@ class DriftMonitor(Publisher):
         self._cameras, self._params = tuple(cameras), params or {}
         self._lock = threading.Lock()
         self._guards: dict[str, DriftGuard] = {}
-        self._model: dict | None = None
+        self._model: dict[str, dict | None] = {}  # per camera: the model its guard describes
 
-    def reset(self, normal_scores, model: dict | None = None) -> None:
-        """Start every camera's guard afresh (at start, and for another model's results)."""
+    def reset(self, normal_scores, model: dict | None = None, camera: str | None = None) -> None:
+        """Start a camera's guard afresh (every camera's when ``camera`` is None): at start, and
+        for another model's results (a reload, or a recipe switch on that camera)."""
         with self._lock:
-            self._model = model
-            self._guards = {c: DriftGuard(normal_scores, **self._params) for c in self._cameras}
+            for c in self._cameras if camera is None else (camera,):
+                self._model[c] = model
+                self._guards[c] = DriftGuard(normal_scores, **self._params)
 
     def publish(self, item: Publication) -> None:
         if item.inspection is None:
             return
-        if item.result.model is not self._model:  # a new model_info dict only comes with a reload
-            self.reset(item.manifest.calibration.normal_scores, item.result.model)
+        camera = item.result.camera
+        if item.result.model is not self._model.get(camera):  # a new model_info dict: a reload or a recipe
+            self.reset(item.manifest.calibration.normal_scores, item.result.model, camera)
         with self._lock:
-            state = self._guards[item.result.camera].add(item.inspection.raw_score)
+            state = self._guards[camera].add(item.inspection.raw_score)
         if state is not None and state.statistic is not None:
             self.metrics.drift_statistic.labels(item.result.camera).set(state.statistic)
             self.metrics.drift_detected.labels(item.result.camera).set(int(state.state == DRIFT))

@@ -120,6 +120,8 @@ def make_app(service: ServicePort, metrics: Metrics, security: SecurityConfig | 
     r.add_post("/v1/push", inference.push)
     r.add_put("/v1/config/threshold", control.put_threshold)
     r.add_post("/v1/model/reload", control.reload_model)
+    r.add_get("/v1/recipe", control.get_recipe)
+    r.add_put("/v1/recipe", control.put_recipe)
     spec = openapi.build_spec()
 
     async def openapi_json(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from ..config import SecurityConfig
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = {"/healthz", "/readyz"}
-CONTROL_ROUTES = {("PUT", "/v1/config/threshold"), ("POST", "/v1/model/reload")}
+CONTROL_ROUTES = {("PUT", "/v1/config/threshold"), ("POST", "/v1/model/reload"), ("PUT", "/v1/recipe")}
 LINE_ROUTES = {("POST", "/v1/trigger"), ("POST", "/v1/push"), ("POST", "/v1/infer")}
 IMAGE_ROUTES = {"/v1/push", "/v1/infer"}
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/bmp", "image/x-ms-bmp"}

@@ -9,7 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..bundle import Manifest, Normalization, Thresholds
+from ..config import RECIPE_MAX
 from ..model_root import BundleRefused
+from ..pipeline.port import UnknownRecipe
 from .auth import ROLE
 from .bodies import parse
 from .keys import PORT
@@ -118,3 +120,44 @@ async def reload_model(request: web.Request) -> web.Response:
         return web.json_response({"error": f"reload failed, still serving the previous model: {exc}",
                                   "serving": service.served().info}, status=status)
     return web.json_response({"loaded": loaded, "previous": before})
+
+
+class RecipeSelection(BaseModel):
+    """The body of PUT /v1/recipe."""
+    model_config = ConfigDict(extra="forbid")
+    camera: str = Field(min_length=1, max_length=64, description="the camera whose product changes")
+    recipe: int = Field(ge=0, le=RECIPE_MAX, strict=True, description="the recipe number from recipes:")
+
+
+async def get_recipe(request: web.Request) -> web.Response:
+    recipes = request.app[PORT].recipes()
+    if recipes is None:
+        return web.json_response({"error": "no recipes are configured (recipes: in the config)"}, status=404)
+    return web.json_response(recipes)
+
+
+async def put_recipe(request: web.Request) -> web.Response:
+    """Select a recipe for a camera. It needs the control token: a recipe changes the model."""
+    service = request.app[PORT]
+    req = await parse(request, RecipeSelection, '{"camera": "cam0", "recipe": 2}')
+    log.warning("recipe %d on camera %s asked by %s from %s", req.recipe, req.camera,
+                request.get(ROLE) or "anonymous", request.remote)
+    if service.recipes() is None:
+        return web.json_response({"error": "no recipes are configured (recipes: in the config)"}, status=409)
+    if req.camera not in service.cameras():
+        return web.json_response({"error": f"no camera {req.camera!r}; the cameras are "
+                                           f"{list(service.cameras())}"}, status=404)
+    job = service.select_recipe(req.camera, req.recipe)
+    try:
+        done = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), 300)
+    except UnknownRecipe as exc:
+        return web.json_response({"error": f"{exc}; camera {req.camera} answers FAULT (UNKNOWN_RECIPE) "
+                                           "until a known recipe is selected",
+                                  "error_code": "UNKNOWN_RECIPE", "known": exc.known}, status=404)
+    except asyncio.TimeoutError:
+        return web.json_response({"error": "the recipe did not load within 300 s; read GET /v1/recipe"},
+                                 status=503)
+    except Exception as exc:  # the recipe's engine failed to load: the previous one still serves
+        return web.json_response({"error": f"recipe {req.recipe} failed to load, camera {req.camera} keeps "
+                                           f"its previous recipe: {exc}"}, status=422)
+    return web.json_response(done)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
-from .control import ReloadRequest, ThresholdUpdate
+from .control import RecipeSelection, ReloadRequest, ThresholdUpdate
 from .inference import TriggerRequest
 
 
@@ -36,6 +36,10 @@ class Result(BaseModel):
     latency_ms: dict[str, float]
     stale: bool | None = Field(None, description="on /v1/result: true when it no longer stands for the line")
     boot_id: str = Field(description="the service process that numbered it; a new one after each restart")
+    recipe: int | None = Field(None, description="the recipe in force on its camera (null: no recipes)")
+    error_code: str | None = Field(None, description="why it is not a plain OK/NG: an error code name "
+                                   "(README: error codes), null otherwise")
+    lot_id: str | None = Field(None, description="the PLC's lot, when its trigger carried one")
 
 
 class ResultsPage(BaseModel):
@@ -76,7 +80,7 @@ class Readiness(BaseModel):
 
 
 _MODELS = [Region, Result, ResultsPage, Error, InferResult, Readiness, TriggerRequest,
-           ThresholdUpdate, ReloadRequest]
+           ThresholdUpdate, ReloadRequest, RecipeSelection]
 
 
 def _ref(model) -> dict:
@@ -185,6 +189,21 @@ def build_spec() -> dict:
                 "413": _err("body over 64 KiB"), "415": _err("not application/json"),
                 "404": _err("no bundle at that path under the model root; previous model still serving"),
                 "422": _err("the bundle failed to load; previous model still serving")}}},
+        "/v1/recipe": {
+            "get": {"summary": "The recipes and the one each camera has selected",
+                    "responses": {"200": {"description": "recipes", "content": {"application/json": {
+                        "schema": {"type": "object"}}}}, "404": _err("no recipes configured")}},
+            "put": {"summary": "Select a camera's recipe (next frame on; loaded and warmed first)",
+                    "security": BEARER,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _ref(RecipeSelection)}}},
+                    "responses": {"200": {"description": "in force", "content": {"application/json": {
+                        "schema": {"type": "object"}}}}, "400": _err("bad body"), **CONTROL_AUTH,
+                        "404": _err("unknown camera, or unknown recipe (the camera then answers FAULT)"),
+                        "409": _err("no recipes configured"),
+                        "413": _err("body over 64 KiB"), "415": _err("not application/json"),
+                        "422": _err("the recipe failed to load; the previous one still serves"),
+                        "503": _err("the recipe did not load in time")}}},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive", "content": {
             "application/json": {"schema": {"type": "object"}}}}}}},
         "/readyz": {"get": {"summary": "Readiness: engine warm and fresh frames from every camera",

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_ad.bundle import Manifest
 from edge_ad.decision.result import Result
-from edge_ad.pipeline.port import Gone, Latest, NotPushable, Served, ServicePort
+from edge_ad.pipeline.port import Gone, Latest, NotPushable, Served, ServicePort, UnknownRecipe
 from edge_ad.pipeline.worker import ThresholdChange
 from edge_ad.publish.views import View
 
@@ -38,6 +38,11 @@ class FakePort(ServicePort):
         self.ready, self.reasons = True, []
         self.jobs: list[tuple] = []  # what was asked, in order
         self.started = self.stopped = False
+        self.hold_triggers = False  # True: trigger futures wait in ``held`` for the test to answer
+        self.held: list[Future] = []
+        self.known_recipes = {1: "widget", 2: "gadget"}
+        self.selected = {c: 1 for c in self._cameras}
+        self.camera_reasons: dict[str, str] = {}  # camera -> why it is not ready
 
     def start(self):
         self.started = True
@@ -79,6 +84,29 @@ class FakePort(ServicePort):
     def liveness(self):
         return True, []
 
+    def camera_ready(self, camera):
+        why = self.camera_reasons.get(camera) or (None if self.ready else "engine not loaded yet")
+        return why is None, why
+
+    def recipes(self):
+        return {"default": 1, "recipes": [{"recipe": n, "name": v, "bundle": f"/m/{v}"}
+                                          for n, v in self.known_recipes.items()],
+                "selected": dict(self.selected), "warm": sorted(self.known_recipes), "loading": {}}
+
+    def select_recipe(self, camera, recipe):
+        self.jobs.append(("recipe", camera, recipe))
+        future: Future = Future()
+        if camera not in self._cameras:
+            future.set_exception(KeyError(f"no camera {camera!r}"))
+            return future
+        self.selected[camera] = recipe
+        if recipe not in self.known_recipes:
+            future.set_exception(UnknownRecipe(recipe, sorted(self.known_recipes)))
+            return future
+        future.set_result({"camera": camera, "recipe": recipe, "name": self.known_recipes[recipe],
+                           "model": self.served().info, "loaded": False, "switch_ms": 0.1})
+        return future
+
     def status(self):
         return {"ready": self.ready, "not_ready_reasons": list(self.reasons), "model": self.served().info,
                 "engine": {"backend": "fake", "provider": "none", "error": None}, "cameras": [],
@@ -102,8 +130,12 @@ class FakePort(ServicePort):
         future.set_exception(RuntimeError("the fake port inspects nothing"))
         return future
 
-    def trigger(self, camera, part_id, timeout_s):
+    def trigger(self, camera, part_id, timeout_s, lot_id=None):
         self.jobs.append(("trigger", camera, part_id))
+        if self.hold_triggers:
+            future: Future = Future()
+            self.held.append(future)
+            return future
         return self._done(result(len(self.results) + 1, "NG", camera, part_id=part_id))
 
     def push(self, camera, frame_rgb):
