@@ -28,12 +28,12 @@ $(VENV)/.created:
 	@touch $@
 
 $(VENV)/.installed-run: pyproject.toml $(VENV)/.created
-	$(BIN)/pip install --progress-bar on -e '.[runtime,export]'
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export,plc]'
 	@touch $@
 
 # PyGObject builds against the system's GObject introspection, so apt comes first
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-run | system-test-deps
-	$(BIN)/pip install --progress-bar on -e '.[runtime,export,gst,trt,dev]'
+	$(BIN)/pip install --progress-bar on -e '.[runtime,export,gst,trt,plc,dev]'
 	@touch $@
 
 demo: $(DATA)/.complete
@@ -70,7 +70,7 @@ $(RT_VENV)/.created:
 	@touch $@
 
 $(RT_VENV)/.installed-runtime-tier: pyproject.toml $(RT_VENV)/.created | system-test-deps
-	$(RT_BIN)/pip install --progress-bar on -e '.[runtime,trt,gst,selftest]'
+	$(RT_BIN)/pip install --progress-bar on -e '.[runtime,trt,gst,plc,selftest]'
 	@touch $@
 
 test-runtime: $(RT_VENV)/.installed-runtime-tier system-test-deps

@@ -253,8 +253,8 @@ class OpcUaConfig(_Strict):
     password: str | None = Field(None, min_length=8, max_length=256,
                                  description="its password; prefer EDGE_AD_OPCUA_PASSWORD")
     certificate_dir: Path | None = Field(None, description="the server's certificate and key (made at "
-                                         "first start when missing); default: beside the journal, or "
-                                         "/var/lib/edge-ad/opcua")
+                                         "first start when missing); default: opcua/ beside the journal, or "
+                                         "in ~/.local/state/edge-ad")
     namespace: str = Field("urn:edge-ad", min_length=1, description="namespace URI of the handshake nodes")
 
 

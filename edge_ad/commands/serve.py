@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -96,6 +98,13 @@ async def _serve(config, metrics: Metrics) -> int:
     if degraded is not None:
         await degraded.cleanup()
     app = make_app(service, metrics, config.security, config.server)
+    if config.plc.opcua is not None or config.plc.modbus is not None:
+        from ..plc.servers import PlcServers
+
+        journal = config.results.journal
+        state_dir = journal.parent if journal is not None else \
+            Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "edge-ad"
+        app.cleanup_ctx.append(PlcServers(service, config.plc, metrics, state_dir).context)
     if not config.security.token:
         log.info("control endpoints (PUT /v1/config/threshold) are disabled until a token is set: "
                  "export EDGE_AD_TOKEN=$(openssl rand -hex 24) before starting, or security.token in the config")

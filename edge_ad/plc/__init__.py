@@ -1,0 +1,1 @@
+"""The PLC handshake servers (OPC UA, Modbus TCP): the optional extra ``edge-ad[plc]``."""
