@@ -15,8 +15,8 @@ import asyncio
 import hmac
 import logging
 import socket
+from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 from asyncua import Server, ua
 from asyncua.common.structures104 import new_enum
@@ -29,6 +29,8 @@ from ..config import OpcUaConfig
 from .handshake import VERDICTS, Handshake, HandshakeState
 
 log = logging.getLogger(__name__)
+# asyncua logs its own address-space construction at INFO (hundreds of lines at every start)
+logging.getLogger("asyncua").setLevel(logging.WARNING)
 APP_URI = "urn:edge-ad:server"
 
 # name -> (variant type, PLC may write); the order is the README's
@@ -90,12 +92,12 @@ class _Users(UserManager):
         return None
 
 
-async def ensure_certificate(directory: Path, endpoint: str) -> tuple[Path, Path]:
+async def ensure_certificate(directory: Path) -> tuple[Path, Path]:
     """The server's certificate and key, made (self-signed, for a year) when missing or expired."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "server-cert.der", directory / "server-key.pem"
-    host = urlparse(endpoint.replace("opc.tcp", "http", 1)).hostname or socket.gethostname()
-    await setup_self_signed_certificate(key, cert, APP_URI, host if host != "0.0.0.0" else socket.gethostname(),
+    # clients check the certificate against the server's host name, whatever address they dial
+    await setup_self_signed_certificate(key, cert, APP_URI, socket.gethostname(),
                                         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
                                         {"commonName": "edge-ad", "organizationName": "edge-ad"})
     key.chmod(0o600)
@@ -119,7 +121,7 @@ class OpcUaPlcServer:
         server.set_endpoint(c.endpoint)
         server.set_server_name("edge-ad")
         await server.set_application_uri(APP_URI)
-        cert, key = await ensure_certificate(self.certificate_dir, c.endpoint)
+        cert, key = await ensure_certificate(self.certificate_dir)
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
         policies = [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt, ua.SecurityPolicyType.Basic256Sha256_Sign]
@@ -173,15 +175,18 @@ class OpcUaPlcServer:
             key = (camera, name)
             if key not in self._shown or self._shown[key] != value:
                 self._shown[key] = value
-                changed.append((self._nodes[key], ua.DataValue(ua.Variant(value, VARIABLES[name][0]))))
+                changed.append((self._nodes[key], ua.Variant(value, VARIABLES[name][0])))
         if changed:
             self._writes.put_nowait(changed)
 
     async def _writer(self) -> None:
         aspace = self.server.iserver.aspace
         while True:
-            for nodeid, dv in await self._writes.get():
-                await aspace.write_attribute_value(nodeid, ua.AttributeIds.Value, dv)
+            changed = await self._writes.get()
+            now = datetime.now(timezone.utc)  # the source timestamp: when the PLC can read it
+            for nodeid, variant in changed:
+                await aspace.write_attribute_value(nodeid, ua.AttributeIds.Value,
+                                                   ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now))
 
     async def stop(self) -> None:
         if self.server is not None:

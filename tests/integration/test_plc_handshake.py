@@ -399,3 +399,40 @@ def test_opcua_and_modbus_share_one_handshake(tmp_path):
             await ua_client.disconnect()
             await servers.stop()
     _run(go())
+
+
+def test_modbus_not_ready_is_refused_at_once_and_a_reconnecting_plc_finds_its_result(tmp_path):
+    async def go():
+        port = FakePort()
+        port.camera_reasons["cam0"] = "engine not loaded yet"
+        servers = PlcServers(port, _plc(tmp_path, modbus={}))
+        await servers.start()
+        client = await _modbus(servers)
+        try:
+            assert (await client.read_coils(2, count=1, device_id=1)).bits[0] is False  # not Ready
+            await client.write_coil(0, True, device_id=1)
+            regs = (await client.read_input_registers(0, count=10, device_id=1)).registers
+            assert regs[6] == ErrorCode.NOT_READY
+            assert not [j for j in port.jobs if j[0] == "trigger"]
+            await client.write_coil(0, False, device_id=1)
+
+            del port.camera_reasons["cam0"]
+            port.hold_triggers = True
+            await asyncio.sleep(0.2)  # the clock brings Ready up to date
+            await client.write_coil(0, True, device_id=1)
+            assert (await client.read_coils(3, count=1, device_id=1)).bits[0] is True  # Busy
+        finally:
+            client.close()  # gone mid-handshake
+        port.held[0].set_result(result(5, "OK"))
+        await asyncio.sleep(0.2)
+        client = await _modbus(servers)
+        try:
+            assert (await client.read_coils(4, count=1, device_id=1)).bits[0] is True  # still ResultReady
+            regs = (await client.read_input_registers(0, count=10, device_id=1)).registers
+            assert (regs[0] << 16 | regs[1]) == 5 and regs[4] == 1 and regs[6] == 0
+            await client.write_coil(1, True, device_id=1)
+            assert (await client.read_coils(4, count=1, device_id=1)).bits[0] is False
+        finally:
+            client.close()
+            await servers.stop()
+    _run(go())

@@ -114,7 +114,19 @@ def test_a_recipe_beyond_the_memory_budget_loads_when_selected(live_server, tmp_
 
 def test_modbus_trigger_then_restart_gives_a_new_boot_id_and_a_seq_never_used(live_server, tmp_path,
                                                                             bundles, demo_root):
-    plc = {"modbus": {"port": _free_port()}, "trigger_timeout_ms": 3000}
+    endpoint = f"opc.tcp://127.0.0.1:{_free_port()}/edge-ad"
+    plc = {"modbus": {"port": _free_port()}, "trigger_timeout_ms": 3000,
+           "opcua": {"endpoint": endpoint, "allow_anonymous": True, "certificate_dir": str(tmp_path / "certs")}}
+
+    async def opcua_boot_and_seq() -> tuple[str, int]:
+        client = Client(endpoint, timeout=5)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index("urn:edge-ad")
+            return (await client.get_node(ua.NodeId("line.BootId", ns)).read_value(),
+                    await client.get_node(ua.NodeId("line.Seq", ns)).read_value())
+        finally:
+            await client.disconnect()
 
     async def handshake(port: int, part: str) -> tuple[int, int]:
         from edge_ad.plc.modbus import encode_text
@@ -145,11 +157,14 @@ def test_modbus_trigger_then_restart_gives_a_new_boot_id_and_a_seq_never_used(li
     page = get_json(server.url + f"/v1/results?after={seq1 - 1}&limit=1")[1]
     assert page["results"][0]["part_id"] == "P-1" and page["results"][0]["seq"] == seq1
     assert boot1 == int(page["boot_id"][:8], 16)
+    assert asyncio.run(opcua_boot_and_seq()) == (page["boot_id"], seq1)  # the same handshake, over OPC UA
     server.close()
 
     server = _start(live_server, config)  # the same journal: a restart
     seq2, boot2 = asyncio.run(handshake(config.plc.modbus.port, "P-2"))
     assert boot2 != boot1 and seq2 > seq1
+    boot_id2, seq_ua = asyncio.run(opcua_boot_and_seq())
+    assert seq_ua == seq2 and int(boot_id2[:8], 16) == boot2
     assert get_json(server.url + f"/v1/results?after={seq2 - 1}&limit=1")[1]["results"][0]["part_id"] == "P-2"
 
 

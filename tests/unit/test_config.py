@@ -1,3 +1,4 @@
+import re
 import yaml
 import pytest
 
@@ -79,3 +80,30 @@ def test_outputs_need_the_journal_and_their_paths_follow_the_config(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**base, "results": {"journal": "j.sqlite"}}))
     config = load_config(tmp_path / "c.yaml")
     assert config.publish[0].outbox == (tmp_path / "spool" / "hook.sqlite").resolve()
+
+
+def test_recipes_replace_model_and_the_per_camera_keys(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "recipes": {"default": 2, 1: {"name": "widget", "model": "m/a"},
+                    "2": {"name": "gadget", "model": "m/b", "cameras": {"cam0": {"ignore_mask": "k.png", "roi": [1, 2, 3, 4]}}}},
+        "cameras": [{"source": "testsrc://", "rotate": 90}],
+        "plc": {"opcua": {"certificate_dir": "certs"}, "modbus": {}}}))
+    c = load_config(tmp_path / "c.yaml")
+    assert c.model is None and sorted(c.recipes.items) == [1, 2] and c.recipes.default == 2
+    assert c.bundles == [tmp_path / "m/a", tmp_path / "m/b"]  # relative to the config file
+    assert c.recipes.items[2].cameras["cam0"].ignore_mask == tmp_path / "k.png"
+    assert c.plc.opcua.certificate_dir == tmp_path / "certs"
+    assert c.plc.opcua.allow_anonymous is False and c.plc.modbus.host == "127.0.0.1"  # safe defaults
+    cams = [{"source": "testsrc://"}]
+    for raw, says in (
+        ({"cameras": cams}, "got neither"),
+        ({"model": "m", "recipes": {"default": 1, 1: {"name": "a", "model": "x"}}, "cameras": cams}, "not both"),
+        ({"recipes": {"default": 3, 1: {"name": "a", "model": "x"}}, "cameras": cams}, "recipes.default is 3"),
+        ({"recipes": {"default": 1, 1: {"name": "a", "model": "x", "cameras": {"cam9": {}}}}, "cameras": cams},
+         "names cameras ['cam9']"),
+        ({"recipes": {"default": 1, 1: {"name": "a", "model": "x"}},
+          "cameras": [{"source": "testsrc://", "min_defect_area_px": 5}]}, "min_defect_area_px belongs in each recipe"),
+        ({"model": "m", "cameras": cams, "plc": {"opcua": {"endpoint": "http://x"}}}, "plc.opcua.endpoint"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            build_config(raw)
