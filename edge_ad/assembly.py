@@ -50,12 +50,16 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
     q = config.quality
     limits = QualityLimits(q.min_brightness, q.max_brightness, q.max_clipped, q.min_sharpness_ratio,
                            q.frozen_s, q.frozen_delta) if q.enabled else None
-    outputs = []
+    outputs, clips = [], None
     if config.evidence.path is not None:
         from .publish.evidence import EvidenceStore
 
         ev = config.evidence
-        outputs.append(EvidenceStore(ev.path, int(ev.quota_mb * 1024 * 1024), ev.ok_every, metrics))
+        if ev.clip_frames:
+            from .publish.clips import ClipRings
+
+            clips = ClipRings([cam.name for cam in config.cameras], ev.clip_frames, ev.clip_width)
+        outputs.append(EvidenceStore(ev.path, int(ev.quota_mb * 1024 * 1024), ev.ok_every, metrics, clips=clips))
     if config.publish:
         from .publish.registry import build_outputs
 
@@ -65,7 +69,7 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
         batch_size=config.engine.batch_size, stale_periods=config.results.stale_periods,
         hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
         model_root=config.models.root or config.bundles[0].parent, engine_factory=engine_factory,
-        recipes=recipes)
+        recipes=recipes, clips=clips)
     built["pipeline"] = pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
     telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
     return PipelinePort(pipeline, telemetry)

@@ -221,6 +221,10 @@ class EvidenceConfig(_Strict):
     path: Path | None = Field(None, description="folder for NG/INVALID frames (and sampled OK ones); off when unset")
     quota_mb: float = Field(2048, gt=0, le=10_000_000, description="disk quota; the oldest evidence goes first")
     ok_every: int = Field(100, ge=0, le=1_000_000, description="keep every Nth OK frame too (0: none)")
+    clip_frames: int = Field(0, ge=0, le=600, description="with each NG, a lossless clip of the N frames "
+                             "captured before it and the N after (0: no clips)")
+    clip_width: int = Field(640, ge=32, le=8192, description="clip frames are shrunk to this width "
+                            "(never enlarged); the ring holds (2N+1) of them per camera")
 
 
 class SecurityConfig(_Strict):

@@ -46,12 +46,13 @@ def backoff_delays(start: float = BACKOFF_START_S, cap: float = BACKOFF_MAX_S):
 class CaptureThread(threading.Thread):
     """Owns one camera's source: reads, reconnects with backoff, fills the slot."""
     def __init__(self, source: Source, slot: LatestFrameSlot, state: CameraState, metrics: Metrics,
-                 stop: threading.Event):
+                 stop: threading.Event, clips=None):
         super().__init__(name=f"capture-{state.name}", daemon=True)
         self._upstream_seen = 0
         self._delays = backoff_delays()
         self._frame_since_open = False
         self.source, self.slot, self.state, self.metrics, self.stop_event = source, slot, state, metrics, stop
+        self.clips = clips  # publish.clips.ClipRings: every captured frame, for event clips
 
     def _open_with_backoff(self) -> bool:
         """Open, retrying with backoff. The backoff carries over a source that opens and then
@@ -139,6 +140,8 @@ class CaptureThread(threading.Thread):
             self._up()
             self._count_upstream_drops()
             self.metrics.frames_captured.labels(name).inc()
+            if self.clips is not None:
+                self.clips.append(name, frame.captured_at, image)
             if self.slot.put(frame):
                 self.metrics.frames_dropped.labels(name, DROP_POLICY).inc()
         self.source.close()

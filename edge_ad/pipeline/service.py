@@ -24,6 +24,7 @@ from ..decision.verdict import INVALID
 from ..engines import Engine, create_engine
 from ..prometheus import Metrics
 from ..publish import Publication, Publisher
+from ..publish.clips import ClipRings
 from ..publish.line_metrics import DriftMonitor, LineMetrics
 from ..publish.views import ViewCache
 from ..sources.base import Frame, Source
@@ -50,6 +51,7 @@ class PipelineOptions:
     model_root: Path | None = None  # reload loads only bundles under it (None: anywhere, tests)
     engine_factory: Callable[[Bundle], Engine] = create_engine  # reloads and hang recovery
     recipes: RecipeSet | None = None  # numbered products; ``model`` is then the default's
+    clips: ClipRings | None = None  # every captured frame, shrunk, for the evidence's event clips
 
 
 class Pipeline:
@@ -76,7 +78,7 @@ class Pipeline:
         self.event_driven = {n for n, s in sources.items() if s.event_driven}
         self.sources = sources
         self.slots = {n: LatestFrameSlot(n, self.wakeup) for n in sources}
-        self._captures = [CaptureThread(s, self.slots[n], self.cameras[n], metrics, self.stopping)
+        self._captures = [CaptureThread(s, self.slots[n], self.cameras[n], metrics, self.stopping, options.clips)
                           for n, s in sources.items()]
         self.triggers = TriggerBook(sources)
         # a posted image repeating the last one is a resend, not a frozen camera

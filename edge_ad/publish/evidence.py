@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..decision import INVALID, NG, OK
 from ..overlay import encode_jpeg, render_overlay
 from .base import Publication, QueuedPublisher
+from .clips import ClipRings, write_clip
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +29,9 @@ class EvidenceStore(QueuedPublisher):
     """Owns the evidence folder: what is written, its byte count, and eviction under the quota."""
 
     def __init__(self, root: str | Path, quota_bytes: int, ok_every: int = 100, metrics=None,
-                 queue_size: int = 32):
+                 queue_size: int = 32, clips: ClipRings | None = None):
         super().__init__("evidence", queue_size, metrics)
+        self.clips = clips  # with evidence.clip_frames: the frames around each NG, as a clip
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.quota = quota_bytes
@@ -75,6 +78,41 @@ class EvidenceStore(QueuedPublisher):
         if self.metrics:
             self.metrics.evidence_saved.labels(result.verdict).inc()
         self._evict()
+
+    def publish(self, item: Publication) -> None:
+        r = item.result
+        if self.clips is not None and r.verdict == NG and item.image_rgb is not None:
+            # now, on the worker: the ring still holds the frames captured before this one
+            stem = f"{r.seq:012d}_{r.camera}_{r.verdict}"
+            self.clips.request(r.camera, r.captured_at, lambda frames: self._queue_clip(stem, frames))
+        super().publish(item)
+
+    def _queue_clip(self, stem: str, frames) -> None:
+        """On a capture thread: the clip is complete; the writer thread saves it."""
+        try:
+            self._queue.put_nowait(lambda: self._save_clip(stem, frames))
+        except queue.Full:
+            self.dropped += 1
+            self.on_drop(None)
+
+    def _save_clip(self, stem: str, frames) -> None:
+        path = self.root / f"{stem}_clip.avi"
+        partial = path.with_name(f"{stem}_clip.partial.avi")  # OpenCV picks the container by the suffix
+        try:
+            write_clip(partial, frames)
+            partial.replace(path)  # a crash mid-write leaves no half clip under the final name
+        except OSError as exc:
+            log.error("evidence clip not saved: %s", exc)
+            partial.unlink(missing_ok=True)
+            return
+        self._files.append(path)
+        self.bytes += path.stat().st_size
+        self._evict()
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self.clips is not None:
+            self.clips.flush()  # the clips still waiting for frames, with what they have
+        super().close(timeout)
 
     def _evict(self) -> None:
         """Oldest first, down to 90 % of the quota (a margin, so it is not every frame)."""
