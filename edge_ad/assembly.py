@@ -65,6 +65,15 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
 
         outputs += build_outputs(config.publish, metrics, store.journal, lambda: built["pipeline"].readiness(),
                                  config.results.journal.parent)  # publish: requires the journal
+    chains = None
+    if config.chain is not None:
+        from .publish.chain import ChainBook, ChainPublisher
+        from .publish.chain_stage import open_stage
+
+        chains = ChainBook(store.journal)
+        chain = ChainPublisher(open_stage(config.chain.stage), config.chain, chains, metrics)
+        chain.listeners += [o.publish_chain for o in outputs if hasattr(o, "publish_chain")]
+        outputs.append(chain)
     options = PipelineOptions(
         batch_size=config.engine.batch_size, stale_periods=config.results.stale_periods,
         hang_timeout_s=config.engine.hang_timeout_s, quality=limits, drift=config.drift.model_dump(),
@@ -72,7 +81,7 @@ def build_service(config: ServiceConfig, metrics: Metrics | None = None) -> Pipe
         recipes=recipes, clips=clips)
     built["pipeline"] = pipeline = Pipeline(model, sources, store, metrics, options, tuple(outputs))
     telemetry = TegrastatsThread(metrics) if TegrastatsThread.available() else None  # on a Jetson only
-    return PipelinePort(pipeline, telemetry)
+    return PipelinePort(pipeline, telemetry, chains)
 
 
 def camera_decisions(config: ServiceConfig, manifest) -> dict[str, CameraDecision]:

@@ -212,6 +212,9 @@ def load_bundle(path: str | Path, check_hash: bool = True) -> Bundle:
         raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise BundleError(f"{mpath} must hold a JSON object")
+    if raw.get("kind") == "classifier":
+        raise BundleError(f"{path} is a classifier bundle: it serves as a second stage "
+                          "(chain: {stage: ...}), not as the anomaly model")
     try:
         manifest = Manifest.model_validate(migrate(raw))
     except ValidationError as exc:

@@ -78,6 +78,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     be.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace (default 1024)")
     be.add_argument("--max-batch", type=int, default=8, help="largest batch the engine takes (default 8)")
     be.add_argument("--calib", help="int8 calibration images (default: the bundle's calibration/)")
+    ic = sub.add_parser("import-classifier", help="wrap an ONNX classifier into a bundle for chain: {stage: ...}")
+    ic.add_argument("onnx", help="the classifier's ONNX file (input N x H x W x C or N x C x H x W)")
+    ic.add_argument("--labels", required=True, help="class names, comma-separated, in the model's output order")
+    ic.add_argument("--out", required=True, help="the bundle directory to write")
+    ic.add_argument("--name", help="the bundle's name (default: the file's)")
+    ic.add_argument("--size", type=int, help="input size when the graph's is dynamic (square)")
+    ic.add_argument("--layout", choices=("NHWC", "NCHW"), help="default: read from the graph")
+    ic.add_argument("--dtype", choices=("uint8", "float32"), help="default: read from the graph")
+    ic.add_argument("--color", choices=("RGB", "BGR", "GRAY"), default="RGB")
+    ic.add_argument("--scale", type=float, help="float32 inputs: pixel x scale first (1/255 = 0.00392157)")
+    ic.add_argument("--mean", help="float32 inputs: per-channel mean after scaling, comma-separated")
+    ic.add_argument("--std", help="float32 inputs: per-channel std after scaling, comma-separated")
+    ic.add_argument("--outputs", choices=("logits", "probabilities"), default="logits")
     c = sub.add_parser("check", help="validate config, model, engine and sources, then exit")
     c.add_argument("--config", required=True)
     plugged = {}
@@ -134,6 +147,19 @@ def _run(args: argparse.Namespace, plugged: dict) -> int:
                              args.max_batch, args.calib)
         print(f"engine {files.plan} (key {files.key}); check it with: edge-ad verify {args.bundle} "
               f"--precision {args.precision}")
+        return 0
+    if args.command == "import-classifier":
+        from .publish.chain_stage import import_classifier
+
+        def floats(text):
+            return None if text is None else [float(v) for v in text.split(",")]
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+        m = import_classifier(args.onnx, labels, args.out, args.name, height=args.size, width=args.size,
+                              layout=args.layout, dtype=args.dtype, color=args.color, scale=args.scale,
+                              mean=floats(args.mean), std=floats(args.std), outputs=args.outputs)
+        print(f"classifier bundle {args.out}: {m.name}, {len(m.labels)} labels ({', '.join(m.labels)}), "
+              f"input {m.input.width}x{m.input.height} {m.input.color} {m.input.layout} {m.input.dtype}; "
+              f"use it with chain: {{on: [NG], stage: {args.out}}}")
         return 0
     if args.command == "check":
         from .commands.check import run_check

@@ -171,6 +171,20 @@ class MqttConfig(_OutputCommon):
 OutputConfig = Annotated[Union[WebhookConfig, MqttConfig], Field(discriminator="type")]
 
 
+class ChainConfig(_Strict):
+    """``chain:``: a second stage for the chosen verdicts (a classifier bundle, or an HTTP endpoint)."""
+    on: list[Literal["OK", "NG", "INVALID"]] = Field(default_factory=lambda: ["NG"], min_length=1,
+                                                      description="the verdicts whose frames go to the stage")
+    stage: str = Field(min_length=1, description="a classifier bundle directory (edge-ad import-classifier), "
+                       "or an http(s):// endpoint that takes an image and answers {label, confidence}")
+    input: Literal["regions", "frame"] = Field("regions", description="the defect regions' crops (with "
+                                               "context), or the whole inspected frame")
+    max_regions: int = Field(4, ge=1, le=64, description="crops per result, largest regions first")
+    timeout_s: float = Field(2.0, gt=0, le=60, description="a slower answer is recorded as an error")
+    queue_size: int = Field(16, ge=1, le=10_000, description="results waiting for the stage; beyond, "
+                            "dropped and counted")
+
+
 class ServerConfig(_Strict):
     """The HTTP listener and its limits."""
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 to serve the network")
@@ -291,6 +305,7 @@ class ServiceConfig(_Strict):
                                           "replaces model: and the cameras' roi, ignore_mask and "
                                           "min_defect_area_px")
     plc: PlcConfig = PlcConfig()
+    chain: ChainConfig | None = Field(None, description="a second stage on the chosen verdicts")
     models: ModelsConfig = ModelsConfig()
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     engine: EngineConfig = OnnxRuntimeConfig()
@@ -397,6 +412,9 @@ def load_config(path: str | Path) -> ServiceConfig:
             "model": resolved(r.model) or r.model,
             "cameras": {c: rc.model_copy(update={"ignore_mask": resolved(rc.ignore_mask) or rc.ignore_mask})
                         for c, rc in r.cameras.items()}}) for n, r in recipes.items.items()}})
+    chain = config.chain
+    if chain is not None and "://" not in chain.stage and not Path(chain.stage).is_absolute():
+        chain = chain.model_copy(update={"stage": str((base / chain.stage).resolve())})
     plc = config.plc
     if plc.opcua is not None and plc.opcua.certificate_dir is not None:
         plc = plc.model_copy(update={"opcua": plc.opcua.model_copy(update={
@@ -415,7 +433,7 @@ def load_config(path: str | Path) -> ServiceConfig:
                for o in config.publish]
     return config.model_copy(update={"model": model, "cameras": cameras, "results": results,
                                      "evidence": evidence, "models": models, "publish": publish,
-                                     "recipes": recipes, "plc": plc})
+                                     "recipes": recipes, "plc": plc, "chain": chain})
 
 
 def _resolve_source(uri: str, base: Path) -> str:

@@ -61,6 +61,10 @@ class Metrics:
                             "or the one selected is unknown)", ["camera"], registry=r)
         self.recipe_switches = Counter("edge_ad_recipe_switches", "Recipe selections by outcome "
                                        "(ok, unknown, failed)", ["camera", "outcome"], registry=r)
+        self.chain_results = Counter("edge_ad_chain_results", "Second-stage answers by outcome (ok, error)",
+                                     ["outcome"], registry=r)
+        self.chain_latency = Histogram("edge_ad_chain_latency_seconds", "Second-stage call time",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
         self.plc_requests = Counter("edge_ad_plc_requests", "PLC handshake requests by protocol, kind "
                                     "and outcome", ["protocol", "kind", "outcome"], registry=r)
         self.model_reloads = Counter("edge_ad_model_reloads", "Model reloads by outcome", ["outcome"],

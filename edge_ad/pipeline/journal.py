@@ -43,6 +43,7 @@ CREATE INDEX IF NOT EXISTS results_time ON results(captured_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps (first INTEGER NOT NULL, last INTEGER NOT NULL,
                                  boot_id TEXT NOT NULL, noted_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chains (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
@@ -142,6 +143,24 @@ class Journal:
         except sqlite3.Error as exc:  # a full disk must not stop inspection
             self._failed(exc, f"result {result.seq}")
 
+    def put_chain(self, seq: int, record: dict) -> None:
+        """A chained stage's answer for result ``seq``: a record of its own, the result unchanged."""
+        try:
+            with self._write_lock:
+                self._write.execute("INSERT OR REPLACE INTO chains VALUES (?, ?)", (seq, json.dumps(record)))
+        except sqlite3.Error as exc:
+            self._failed(exc, f"chain answer for {seq}")
+
+    def chains(self, seqs: list[int]) -> dict[int, dict]:
+        """The chained answers of those results that have one."""
+        if not seqs:
+            return {}
+        with self._read_lock:
+            rows = self._read.execute("SELECT seq, body FROM chains WHERE seq BETWEEN ? AND ?",
+                                      (min(seqs), max(seqs))).fetchall()
+        wanted = set(seqs)
+        return {seq: json.loads(body) for seq, body in rows if seq in wanted}
+
     def _failed(self, exc: Exception, what: str) -> None:
         self.failed_writes += 1
         self.last_error = f"{what} not journaled: {exc}"
@@ -162,6 +181,7 @@ class Journal:
             conn.execute("DELETE FROM results WHERE captured_at < ?", (time.time() - self.max_age_s,))
             conn.execute("DELETE FROM results WHERE seq <= (SELECT MAX(seq) FROM results) - ?",
                          (self.max_rows,))
+            conn.execute("DELETE FROM chains WHERE seq < (SELECT MIN(seq) FROM results)")
         except sqlite3.Error as exc:
             log.warning("journal retention failed: %s", exc)
 

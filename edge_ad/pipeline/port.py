@@ -89,6 +89,10 @@ class ServicePort(ABC):
         """The page ``{"results": [the newest result for the part], ...}``, or None."""
 
     @abstractmethod
+    def chains(self, seqs: list[int]) -> dict[int, dict]:
+        """The chained stage's answers of those results that have one, by seq."""
+
+    @abstractmethod
     def served(self) -> Served: ...
 
     @abstractmethod
@@ -148,9 +152,10 @@ class ServicePort(ABC):
 class PipelinePort(ServicePort):
     """The port of a real pipeline (and of the Jetson telemetry thread started with it)."""
 
-    def __init__(self, pipeline: Pipeline, telemetry=None):
+    def __init__(self, pipeline: Pipeline, telemetry=None, chains=None):
         self.pipeline = pipeline  # for tests and benchmarks; front ends use the methods
         self._telemetry = telemetry
+        self._chains = chains  # publish.chain.ChainBook, with chain: in the config
 
     def start(self) -> None:
         self.pipeline.start()
@@ -189,6 +194,11 @@ class PipelinePort(ServicePort):
             if oldest is None or seq < oldest - 1:
                 raise Gone(oldest if oldest is not None else exc.oldest_seq) from None
             items = journal.after(seq, limit)
+        if self._chains is not None and items:
+            found = self._chains.get_many([i["seq"] for i in items])
+            for item in items:
+                if item["seq"] in found:
+                    item["chain"] = found[item["seq"]]
         page = {"results": items, "last_seq": store.last_seq, "boot_id": store.boot_id}
         if journal is not None:
             # seqs a crash reserved but never served: said, so a gateway never waits for them
@@ -204,6 +214,9 @@ class PipelinePort(ServicePort):
         if body is None:
             return None
         return {"results": [body], "last_seq": store.last_seq, "boot_id": store.boot_id}
+
+    def chains(self, seqs: list[int]) -> dict[int, dict]:
+        return self._chains.get_many(seqs) if self._chains is not None else {}
 
     def served(self) -> Served:
         model = self.pipeline.model  # one read: info, manifest and path of the same model

@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from .outbox import DeliveringPublisher, Outbox
 
 log = logging.getLogger(__name__)
 ACK_TIMEOUT_S = 10.0
+CHAIN_WAITING = 1000  # chain records held while the broker is away; beyond, the oldest are dropped
 STATUS_EVERY_S = 30.0  # the status is republished at least this often (and at every change)
 
 
@@ -68,9 +70,31 @@ class MqttPublisher(DeliveringPublisher):
         self._status: tuple | None = None
         self._status_at = 0.0
         self._trouble: dict[str, str] = {}
+        self._chain_waiting: deque = deque(maxlen=CHAIN_WAITING)
+        self._chain_lock = threading.Lock()
+        self.chain_dropped = 0
 
     def topic(self, camera: str) -> str:
         return self.config.topic.format(camera=camera)
+
+    def publish_chain(self, record: dict) -> None:
+        """A chained stage's answer, for ``{topic}/chain``: sent by the sender thread between
+        result batches. Held in memory (bounded); the journal is its lossless record."""
+        with self._chain_lock:
+            if len(self._chain_waiting) == self._chain_waiting.maxlen:
+                self.chain_dropped += 1
+            self._chain_waiting.append(record)
+        self._wake.set()  # the sender sends it now, not at its next idle second
+
+    def _send_chains(self) -> None:
+        while True:
+            with self._chain_lock:
+                if not self._chain_waiting:
+                    return
+                record = self._chain_waiting[0]
+            self._publish(self.topic(record["camera"]) + "/chain", json.dumps(record, separators=(",", ":")))
+            with self._chain_lock:
+                self._chain_waiting.popleft()
 
     # -- the connection ---------------------------------------------------------------------------
     def _connect(self):
@@ -132,6 +156,7 @@ class MqttPublisher(DeliveringPublisher):
 
     # -- status and camera faults -------------------------------------------------------------------
     def idle(self) -> None:
+        self._send_chains()
         if self.readiness is None:
             return
         ready, reasons = self.readiness()

@@ -63,9 +63,13 @@ def _latest_json(request: web.Request) -> tuple[dict | None, int]:
         return None, 503
     now = time.time()
     if latest.stale_reason is not None:
-        return as_stale(latest.result, latest.stale_reason, now), 200
-    body = latest.result.to_json(now)
-    body["stale"] = False
+        body = as_stale(latest.result, latest.stale_reason, now)
+    else:
+        body = latest.result.to_json(now)
+        body["stale"] = False
+    chained = request.app[PORT].chains([latest.result.seq]).get(latest.result.seq)
+    if chained is not None:
+        body["chain"] = chained
     return body, 200
 
 

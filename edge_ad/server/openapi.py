@@ -40,6 +40,9 @@ class Result(BaseModel):
     error_code: str | None = Field(None, description="why it is not a plain OK/NG: an error code name "
                                    "(README: error codes), null otherwise")
     lot_id: str | None = Field(None, description="the PLC's lot, when its trigger carried one")
+    chain: dict | None = Field(None, description="the chained stage's answer, a record of its own linked by "
+                               "seq: {seq, camera, stage, label, confidence, latency_ms, regions} or "
+                               "{seq, camera, stage, error, latency_ms}")
 
 
 class ResultsPage(BaseModel):

@@ -72,6 +72,9 @@ class FakePort(ServicePort):
         found = [r for r in self.results if r.part_id == part_id]
         return {"results": [found[-1].to_json()], "last_seq": 0, "boot_id": "fakeboot"} if found else None
 
+    def chains(self, seqs):
+        return {}
+
     def served(self):
         return Served({"name": "fake", "version": "7", "family": "patchcore"}, self.manifest, None)
 
