@@ -116,6 +116,9 @@ class OpcUaPlcServer:
 
     async def start(self) -> None:
         c = self.config
+        if not c.allow_anonymous and not (c.username and c.password):
+            log.warning("opcua: no plc.opcua.username/password and allow_anonymous is false: PLCs can "
+                        "read but not trigger; set a login (password in EDGE_AD_OPCUA_PASSWORD)")
         server = Server(user_manager=_Users(c))
         await server.init()
         server.set_endpoint(c.endpoint)
