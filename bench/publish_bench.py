@@ -1,6 +1,6 @@
 """What the outputs cost the line: the worker's rate and the pipeline's own CPU per frame with
 no output, with the delivering outputs (MQTT to Debian's Mosquitto and a signed webhook), and
-with those and the evidence store, over interleaved rounds.
+with those, the evidence store with event clips, and the chained classifier, over interleaved rounds.
 
     python bench/publish_bench.py var/runs/wood/bundle --data var/demo/wood/test
 
@@ -40,6 +40,7 @@ app = web.Application()
 app.router.add_post("/hook", hook)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
+CLASSIFIER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "runtime" / "classifier"
 PIPELINE_THREADS = ("capture", "inference", "supervisor", "publish-", "send-", "paho-mqtt-client-")
 
 
@@ -71,8 +72,9 @@ def _parts(data: Path, out: Path) -> tuple[int, int]:
 def _round(bundle: str, source: str, work: Path, outputs: list, evidence: bool, seconds: float) -> dict:
     raw = {"model": bundle, "cameras": [{"source": source}],
            "results": {"journal": str(work / "journal.sqlite")}, "publish": outputs}
-    if evidence:
-        raw["evidence"] = {"path": str(work / "evidence"), "quota_mb": 256}
+    if evidence:  # with event clips, and the chained defect-type classifier on every NG
+        raw["evidence"] = {"path": str(work / "evidence"), "quota_mb": 256, "clip_frames": 5, "clip_width": 256}
+        raw["chain"] = {"on": ["NG"], "stage": str(CLASSIFIER)}
     service = build_service(build_config(raw, "bench"), Metrics())
     pipeline = service.pipeline
     service.start()
@@ -118,7 +120,8 @@ def main() -> int:
         _wait_listening(hook_port)
         source = f"dir://{parts}?loop=1&fps=200&preload=1"
         print(f"{good} good and {defect} defective parts in rotation; 'outputs': every result to MQTT "
-              "and the webhook; 'all': also the evidence store (NG, INVALID, every 100th OK)", flush=True)
+              "and the webhook; 'all': also the evidence store (NG, INVALID, every 100th OK) with 5+5-frame "
+              "event clips, and the chained classifier on every NG", flush=True)
         for r in range(args.rounds):
             for mode in ("none", "outputs", "all"):  # interleaved: the machine's drift hits all alike
                 work = Path(tempfile.mkdtemp(dir=tmp))
