@@ -182,6 +182,8 @@ class Worker:
                     fresh_model = replace(model, engine=engine, inspector=Inspector(engine, model.manifest))
                     fresh_model.engine.activate()
                     p.replace_model(model, fresh_model)
+                    if model.engine not in self._orphans.values():  # another recipe's: not stuck, free it
+                        model.engine.deactivate()
                 else:
                     model.engine.activate()
             if not fresh:
