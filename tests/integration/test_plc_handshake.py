@@ -4,6 +4,7 @@ The same servers over the real pipeline are in test_plc_pipeline.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from concurrent.futures import Future
@@ -81,6 +82,19 @@ async def _opcua_client(servers: PlcServers, **security) -> tuple[Client, Cam]:
     return client, Cam(client, ns)
 
 
+@contextlib.asynccontextmanager
+async def _anonymous_opcua(tmp_path, port: FakePort, **plc):
+    """The OPC UA server over ``port``, anonymous writes allowed, and one client's camera cam0."""
+    servers = PlcServers(port, _plc(tmp_path, opcua={"allow_anonymous": True}, **plc))
+    await servers.start()
+    client, cam = await _opcua_client(servers)
+    try:
+        yield cam
+    finally:
+        await client.disconnect()
+        await servers.stop()
+
+
 def _run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
@@ -113,10 +127,7 @@ def test_opcua_address_space_has_one_object_per_camera_with_every_handshake_vari
 def test_opcua_trigger_result_ack_and_a_second_trigger_refused_busy(tmp_path):
     async def go():
         port = FakePort()
-        servers = PlcServers(port, _plc(tmp_path, opcua={"allow_anonymous": True}))
-        await servers.start()
-        client, cam = await _opcua_client(servers)
-        try:
+        async with _anonymous_opcua(tmp_path, port) as cam:
             assert await cam.read("Ready") is True
             await cam.write("PartId", "P-0042", ua.VariantType.String)
             await cam.write("LotId", "LOT-7", ua.VariantType.String)
@@ -138,9 +149,6 @@ def test_opcua_trigger_result_ack_and_a_second_trigger_refused_busy(tmp_path):
             await _until(lambda: _eq(cam.read("ResultReady"), False), what="ResultReady down")
             await _until(lambda: cam.read("Ready"), what="Ready again")
             assert await cam.read("ErrorCode") == 0
-        finally:
-            await client.disconnect()
-            await servers.stop()
     _run(go())
 
 
@@ -152,19 +160,13 @@ def test_a_trigger_while_not_ready_is_refused_at_once_and_never_reaches_the_serv
     async def go():
         port = FakePort()
         port.camera_reasons["cam0"] = "camera cam0 is down (no frames)"
-        servers = PlcServers(port, _plc(tmp_path, opcua={"allow_anonymous": True}))
-        await servers.start()
-        client, cam = await _opcua_client(servers)
-        try:
+        async with _anonymous_opcua(tmp_path, port) as cam:
             assert await cam.read("Ready") is False
             await cam.write("TriggerRequest", True, ua.VariantType.Boolean)
             await _until(lambda: _eq(cam.read("ErrorCode"), ErrorCode.NOT_READY), what="NOT_READY")
             assert "down" in await cam.read("ErrorText")
             assert await cam.read("Busy") is False and await cam.read("ResultReady") is False
             assert not [j for j in port.jobs if j[0] == "trigger"]
-        finally:
-            await client.disconnect()
-            await servers.stop()
     _run(go())
 
 
@@ -197,18 +199,12 @@ def test_a_plc_that_disconnects_mid_handshake_finds_its_result_after_reconnectin
 def test_an_unacknowledged_result_is_withdrawn_after_the_ack_timeout(tmp_path, caplog):
     async def go():
         port = FakePort()
-        servers = PlcServers(port, _plc(tmp_path, opcua={"allow_anonymous": True}, ack_timeout_s=0.5))
-        await servers.start()
-        client, cam = await _opcua_client(servers)
-        try:
+        async with _anonymous_opcua(tmp_path, port, ack_timeout_s=0.5) as cam:
             await cam.write("TriggerRequest", True, ua.VariantType.Boolean)
             await _until(lambda: cam.read("ResultReady"), what="ResultReady")
             await _until(lambda: _eq(cam.read("ErrorCode"), ErrorCode.ACK_TIMEOUT), what="ACK_TIMEOUT")
             assert await cam.read("ResultReady") is False
             await _until(lambda: cam.read("Ready"), what="Ready after the timeout")
-        finally:
-            await client.disconnect()
-            await servers.stop()
     _run(go())
     assert "not acknowledged within" in caplog.text
 
@@ -216,10 +212,7 @@ def test_an_unacknowledged_result_is_withdrawn_after_the_ack_timeout(tmp_path, c
 def test_recipe_selected_over_opcua_and_an_unknown_one_reported(tmp_path):
     async def go():
         port = FakePort()
-        servers = PlcServers(port, _plc(tmp_path, opcua={"allow_anonymous": True}))
-        await servers.start()
-        client, cam = await _opcua_client(servers)
-        try:
+        async with _anonymous_opcua(tmp_path, port) as cam:
             assert await cam.read("RecipeActive") == 1
             await cam.write("Recipe", 2, ua.VariantType.Int32)
             await _until(lambda: _eq(cam.read("RecipeActive"), 2), what="recipe 2")
@@ -227,9 +220,6 @@ def test_recipe_selected_over_opcua_and_an_unknown_one_reported(tmp_path):
             await cam.write("Recipe", 9, ua.VariantType.Int32)
             await _until(lambda: _eq(cam.read("ErrorCode"), ErrorCode.UNKNOWN_RECIPE), what="UNKNOWN_RECIPE")
             assert "recipe 9 is not configured" in await cam.read("ErrorText")
-        finally:
-            await client.disconnect()
-            await servers.stop()
     _run(go())
 
 

@@ -262,6 +262,23 @@ def test_mqtt_delivers_every_result_once_across_a_broker_restart(bundle_dir, dem
     assert {"seq", "boot_id", "verdict", "score", "camera"} <= set(results[0]) and "age_ms" not in results[0]
 
 
+def _delivers_or_keeps(bundle_dir, demo_root, run_dir, output: dict, delivered: bool) -> None:
+    """Run the line with one MQTT output: at least 5 results delivered, or (refused by the
+    broker) none delivered and the results kept in the outbox for later."""
+    service = build_service(_config(bundle_dir, demo_root, run_dir, [output]), Metrics())
+    mqtt_out = service.pipeline.publishers[-1]
+    service.start()
+    try:
+        wait_for(lambda: service.pipeline.store.last_seq >= 5)
+        if delivered:
+            wait_for(lambda: mqtt_out.delivered >= 5, timeout=30)
+        else:
+            wait_for(lambda: mqtt_out.failures >= 1, timeout=30)
+            assert mqtt_out.delivered == 0 and len(mqtt_out.outbox) >= 1  # kept for later
+    finally:
+        service.stop()
+
+
 @pytest.mark.devtools  # the broker, as above
 def test_mqtt_logs_in_and_a_wrong_password_delivers_nothing(bundle_dir, demo_root, tmp_path):
     port = _free_port()
@@ -276,20 +293,9 @@ def test_mqtt_logs_in_and_a_wrong_password_delivers_nothing(bundle_dir, demo_roo
     try:
         wait_for(lambda: _listening(port), timeout=10)
         for password, delivered in (("wrong-password", False), ("right-password", True)):
-            outputs = [{"type": "mqtt", "url": f"mqtt://127.0.0.1:{port}", "username": "line1",
-                        "password": password, "outbox": str(tmp_path / f"{password}.sqlite")}]
-            service = build_service(_config(bundle_dir, demo_root, tmp_path / password, outputs), Metrics())
-            mqtt_out = service.pipeline.publishers[-1]
-            service.start()
-            try:
-                wait_for(lambda: service.pipeline.store.last_seq >= 5)
-                if delivered:
-                    wait_for(lambda: mqtt_out.delivered >= 5, timeout=30)
-                else:
-                    wait_for(lambda: mqtt_out.failures >= 1, timeout=30)
-                    assert mqtt_out.delivered == 0 and len(mqtt_out.outbox) >= 1  # kept for later
-            finally:
-                service.stop()
+            output = {"type": "mqtt", "url": f"mqtt://127.0.0.1:{port}", "username": "line1",
+                      "password": password, "outbox": str(tmp_path / f"{password}.sqlite")}
+            _delivers_or_keeps(bundle_dir, demo_root, tmp_path / password, output, delivered)
     finally:
         broker.terminate()
         broker.wait(5)
@@ -343,20 +349,9 @@ def test_mqtt_over_tls_verifies_the_broker_and_delivers(bundle_dir, demo_root, t
         # the broker's certificate checked against the CA: delivered; without the CA (the system
         # store does not know the test CA): refused, kept in the outbox
         for ca, delivered in ((str(tls["ca"]), True), (None, False)):
-            outputs = [{"type": "mqtt", "url": f"mqtts://127.0.0.1:{port}", "tls_ca": ca,
-                        "outbox": str(tmp_path / f"tls-{delivered}.sqlite")}]
-            service = build_service(_config(bundle_dir, demo_root, tmp_path / f"run-{delivered}", outputs), Metrics())
-            mqtt_out = service.pipeline.publishers[-1]
-            service.start()
-            try:
-                wait_for(lambda: service.pipeline.store.last_seq >= 5)
-                if delivered:
-                    wait_for(lambda: mqtt_out.delivered >= 5, timeout=30)
-                else:
-                    wait_for(lambda: mqtt_out.failures >= 1, timeout=30)
-                    assert mqtt_out.delivered == 0 and len(mqtt_out.outbox) >= 1
-            finally:
-                service.stop()
+            output = {"type": "mqtt", "url": f"mqtts://127.0.0.1:{port}", "tls_ca": ca,
+                      "outbox": str(tmp_path / f"tls-{delivered}.sqlite")}
+            _delivers_or_keeps(bundle_dir, demo_root, tmp_path / f"run-{delivered}", output, delivered)
     finally:
         broker.terminate()
         broker.wait(5)
