@@ -89,8 +89,7 @@ def camera_decisions(config: ServiceConfig, manifest) -> dict[str, CameraDecisio
     decisions = {}
     for cam in config.cameras:
         if cam.roi or cam.rotate or cam.ignore_mask or cam.min_defect_area_px:
-            ignore = load_ignore_mask(cam.ignore_mask, manifest.input.height, manifest.input.width) \
-                if cam.ignore_mask else None
+            ignore = load_ignore_mask(cam.ignore_mask, *manifest.map_size) if cam.ignore_mask else None
             decisions[cam.name] = CameraDecision(cam.roi, cam.rotate, ignore, cam.min_defect_area_px)
     return decisions
 

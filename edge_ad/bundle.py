@@ -47,6 +47,18 @@ class InputSpec(_Strict):
         return self
 
 
+class TilingSpec(_Strict):
+    """A tiled bundle: the whole judged frame is cut into input-size tiles at native resolution
+    (edge_ad/tiling.py), scored at most ``batch`` at a time, and the maps stitched."""
+    frame_width: int = Field(gt=0, le=65536, description="the judged frame's width the bundle was trained on")
+    frame_height: int = Field(gt=0, le=65536)
+    overlap: float = Field(0.25, ge=0, lt=0.9, description="at least this share of a tile overlaps its neighbour")
+    memory_mb: float = Field(1024, gt=0, le=1_000_000, description="the ceiling the tile batch is set from")
+    batch: int = Field(ge=1, le=64, description="tiles per engine call (from memory_mb)")
+    resize_frames: bool = Field(False, description="frames of another size are resized to the frame size "
+                                "first (trained with --frame); otherwise they are refused")
+
+
 class OutputSpec(_Strict):
     """The names of the graph's two outputs: the raw map and the raw image score."""
     map: str = Field("anomaly_map", description="raw anomaly map, (N, H, W) float32 at input size")
@@ -139,8 +151,17 @@ class Manifest(_Strict):
     provenance: Provenance
     parity: dict[str, ParityRecord] = Field(default_factory=dict, description="candidate name → "
                                             "its parity with the graph on ONNX Runtime CPU")
+    tiling: TilingSpec | None = Field(None, description="set for a tiled bundle (train --tile)")
     image_stats: dict[str, float] = Field(default_factory=dict, description="brightness and sharpness "
                                           "of the calibration images, for the image-quality guard")
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """(height, width) of the raw map decisions see: the frame's for a tiled bundle, the
+        input's otherwise (ignore masks are drawn at this size)."""
+        if self.tiling is not None:
+            return self.tiling.frame_height, self.tiling.frame_width
+        return self.input.height, self.input.width
 
 
 def sha256_file(path: Path) -> str:

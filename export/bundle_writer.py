@@ -72,12 +72,26 @@ def fold_map_normalization(model, holdout_u8: np.ndarray) -> None:
     model.set_map_normalization(model.raw_maps(holdout))
 
 
+def _frame_scores(bundle, frames: list[np.ndarray], spec) -> np.ndarray:
+    """A tiled bundle's held-out frames through the one tiling every path uses: frame scores."""
+    from edge_ad.imageio import to_model_input
+    from edge_ad.tiling import score_tiled
+
+    channels, tile = bundle.manifest.input.channels, bundle.manifest.input.height
+    with create_engine(bundle, providers=["CPUExecutionProvider"]) as engine:
+        return np.array([score_tiled(engine.infer, to_model_input(f, *f.shape[:2], channels), tile,
+                                     spec.overlap, spec.batch)[1] for f in frames])
+
+
 def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
                  holdout_u8: np.ndarray, provenance: dict, target_fpr: float = 0.01,
-                 simplify: bool = False, out_of_fold=None) -> Path:
+                 simplify: bool = False, out_of_fold=None, tiling=None, holdout_frames=None) -> Path:
     """``model`` must already carry its map normalization (see ``fold_map_normalization``).
     ``out_of_fold``: raw scores of the training images scored out-of-fold by the torch module
-    (memory-bank families), calibrated on together with the held-out images' graph scores."""
+    (memory-bank families), calibrated on together with the held-out images' graph scores.
+    ``tiling`` (a TilingSpec) with ``holdout_frames``: a tiled bundle, whose threshold is set on
+    the held-out frames' scores (the maximum over their tiles); ``holdout_u8`` are their tiles,
+    which the parity gate and the calibration folder use."""
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, size, channels, out / "model.onnx", simplify=simplify)
 
@@ -88,7 +102,7 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         input=InputSpec(height=size, width=size, channels=channels,
                         color="GRAY" if channels == 1 else "RGB"),
-        thresholds=Thresholds(image=placeholder, pixel=placeholder),
+        thresholds=Thresholds(image=placeholder, pixel=placeholder), tiling=tiling,
         provenance=Provenance(
             onnx_sha256=sha256_file(onnx_path),
             versions={"edge_ad": __version__, "torch": torch.__version__,
@@ -99,7 +113,8 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
     _save_calibration_images(out, holdout_u8)
     engine_out = _engine_outputs(load_bundle(out), holdout_u8)
     extra = np.asarray(out_of_fold if out_of_fold is not None else [], np.float64)
-    thresholds, calibration = normal_only_thresholds(np.r_[engine_out[1], extra], target_fpr,
+    normal = engine_out[1] if tiling is None else _frame_scores(load_bundle(out), holdout_frames, tiling)
+    thresholds, calibration = normal_only_thresholds(np.r_[normal, extra], target_fpr,
                                                      out_of_fold=len(extra))
     calibration.data_sha256 = provenance.get("data_sha256")
     # the parity gate of `edge-ad verify`: ONNX Runtime (reference) against the torch module

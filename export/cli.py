@@ -37,10 +37,24 @@ def _train(args) -> int:
                        device=args.device, seed=args.seed, channels=1 if args.gray else 3,
                        target_fpr=args.target_fpr, simplify=args.simplify,
                        backbone=args.backbone, backbone_weights=args.backbone_weights,
-                       autoencoder=not args.no_autoencoder)
+                       autoencoder=not args.no_autoencoder,
+                       tiling=_tiling(args) if args.tile else None)
     else:
         training.reexport(args.checkpoint, args.out, simplify=args.simplify)
     return 0
+
+
+def _tiling(args):
+    frame = None
+    if args.frame:
+        try:
+            w, h = (int(v) for v in args.frame.lower().split("x"))
+        except ValueError:
+            from edge_ad.errors import EdgeAdError
+
+            raise EdgeAdError(f"--frame {args.frame}: give WIDTHxHEIGHT, for example 2448x2048") from None
+        frame = (w, h)
+    return {"overlap": args.tile_overlap, "frame": frame, "memory_mb": args.tile_memory_mb}
 
 
 def _calibrate(args) -> int:
@@ -94,6 +108,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable]:
     t.add_argument("--simplify", action="store_true", help="fold constants in the exported graph (checked by the parity gate)")
     t.add_argument("--target-fpr", type=float, default=0.01,
                    help="false-reject rate the normal-only threshold aims for (default 0.01)")
+    t.add_argument("--tile", action="store_true", help="train on --size tiles cut at native resolution from "
+                   "full-resolution good images (all one size: the frame size), and serve the whole frame tiled")
+    t.add_argument("--tile-overlap", type=float, default=0.25, help="with --tile: least share of a tile "
+                   "shared with its neighbour (default 0.25)")
+    t.add_argument("--frame", metavar="WxH", help="with --tile: resize the training images, and later the "
+                   "served frames, to this size first")
+    t.add_argument("--tile-memory-mb", type=float, default=1024, help="with --tile: the memory ceiling "
+                   "the tile batch is set from (default 1024)")
 
     e = sub.add_parser("export", help="re-export a checkpoint to a calibrated bundle")
     e.add_argument("checkpoint")

@@ -49,6 +49,47 @@ def load_images(paths: list[Path], size: int, channels: int = 3) -> np.ndarray:
         raise EdgeAdError(f"cannot use training image: {exc}") from exc
 
 
+def load_frames(paths: list[Path], frame: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Full-resolution RGB frames, all one size (or resized to ``frame`` = (width, height))."""
+    import cv2
+
+    from edge_ad.imageio import read_image
+
+    frames, first = [], None
+    for p in paths:
+        try:
+            image = read_image(p)
+        except ImageError as exc:
+            raise EdgeAdError(f"cannot use training image: {exc}") from exc
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if frame is not None:
+            if image.shape[1::-1] != frame:
+                image = cv2.resize(image, frame, interpolation=cv2.INTER_AREA)
+        elif first is None:
+            first = (p, image.shape[1], image.shape[0])
+        elif image.shape[1::-1] != first[1:]:
+            raise EdgeAdError(f"{p.name} is {image.shape[1]}x{image.shape[0]} but {first[0].name} is "
+                              f"{first[1]}x{first[2]}: tiled training needs one frame size "
+                              "(or --frame WxH to resize them all)")
+        frames.append(np.ascontiguousarray(image))
+    return frames
+
+
+def tiles_of(frames: list[np.ndarray], size: int, overlap: float, channels: int) -> np.ndarray:
+    """Every tile of every frame, (N, size, size, channels) uint8."""
+    from edge_ad.imageio import to_model_input
+    from edge_ad.tiling import cut, grid
+
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        if min(h, w) < size:
+            raise EdgeAdError(f"a {w}x{h} frame is smaller than the {size}-px tile: use a smaller --size")
+        out += [to_model_input(t, size, size, channels) for t in cut(f, grid(h, w, size, overlap), size)]
+    return np.stack(out)
+
+
 def data_hash(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):

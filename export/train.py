@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edge_ad.errors import EdgeAdError
+
 from .bundle_writer import fold_map_normalization, write_bundle
-from .data import data_hash, load_images, normal_images, split_holdout
+from .data import data_hash, load_frames, load_images, normal_images, split_holdout, tiles_of
 from .models.base import TrainSettings, create, family_class, from_config
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,10 @@ def _as_float_rgb(images_u8: np.ndarray) -> torch.Tensor:
 def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
           steps: int | None = None, device: str = "cpu", seed: int = 0, channels: int = 3,
           name: str | None = None, target_fpr: float = 0.01, simplify: bool = False,
-          backbone: str = "lite0", backbone_weights: str | None = None, autoencoder: bool = True) -> Path:
+          backbone: str = "lite0", backbone_weights: str | None = None, autoencoder: bool = True,
+          tiling: dict | None = None) -> Path:
+    """``tiling``: ``{overlap, frame, memory_mb}`` to train on tiles of full-resolution frames
+    (``--tile``); the bundle then judges whole frames tiled (edge_ad/tiling.py)."""
     out = Path(out)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -59,10 +64,29 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
         from edge_ad.errors import EdgeAdError
 
         raise EdgeAdError(f"cannot load the {backbone} backbone: {exc}") from exc
-    print(f"training {family} on {len(train_paths)} normal images "
-          f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
-    train_u8 = load_images(train_paths, size, channels)
-    hold_u8 = load_images(hold_paths, size, channels)
+    spec, hold_frames = None, None
+    if tiling is None:
+        train_u8 = load_images(train_paths, size, channels)
+        hold_u8 = load_images(hold_paths, size, channels)
+        print(f"training {family} on {len(train_paths)} normal images "
+              f"({len(hold_paths)} held out for calibration), {settings.steps} steps, {size}px, {device}")
+    else:
+        from edge_ad.bundle import TilingSpec
+        from edge_ad.tiling import tile_batch
+
+        train_frames = load_frames(train_paths, tiling.get("frame"))
+        hold_frames = load_frames(hold_paths, tiling.get("frame"))
+        h, w = train_frames[0].shape[:2]
+        if hold_frames[0].shape[:2] != (h, w):
+            raise EdgeAdError(f"{hold_paths[0].name} is not {w}x{h} like the other training images")
+        memory_mb = tiling.get("memory_mb", 1024)
+        spec = TilingSpec(frame_width=w, frame_height=h, overlap=tiling.get("overlap", 0.25), memory_mb=memory_mb,
+                          batch=tile_batch(size, memory_mb), resize_frames=tiling.get("frame") is not None)
+        train_u8 = tiles_of(train_frames, size, spec.overlap, channels)
+        hold_u8 = tiles_of(hold_frames, size, spec.overlap, channels)
+        print(f"training {family} on {len(train_u8)} tiles of {len(train_paths)} {w}x{h} frames "
+              f"({len(hold_paths)} frames held out for calibration), {size}px tiles overlapping "
+              f"{spec.overlap:.0%}, {spec.batch} tiles an engine call, {settings.steps} steps, {device}")
 
     t0 = time.perf_counter()
     with tqdm(total=settings.steps, desc=f"train {family}", unit="step") as bar:
@@ -78,7 +102,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     if hasattr(model, "fit_fusion"):  # maps fused in units of their own normal spread
         model.fit_fusion(_as_float_rgb(train_u8), _as_float_rgb(hold_u8))
     out_of_fold = None
-    if hasattr(model, "out_of_fold_scores"):  # memory banks: every training image, leave-one-out
+    if hasattr(model, "out_of_fold_scores") and spec is None:  # tiled: frames are calibrated on, not tiles  # memory banks: every training image, leave-one-out
         out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8)).numpy()
         print(f"scored the {len(out_of_fold)} training images leave-one-out: the threshold sees "
               f"all {len(out_of_fold) + len(hold_u8)} good images")
@@ -97,7 +121,8 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
         model, out / "bundle", name=name or Path(data).name, size=size, channels=channels,
         holdout_u8=hold_u8, target_fpr=target_fpr, simplify=simplify, out_of_fold=out_of_fold,
         provenance={"data_sha256": digest, "image_count": len(paths), "seed": seed,
-                    "steps": settings.steps, "training_seconds": round(seconds, 1)})
+                    "steps": settings.steps, "training_seconds": round(seconds, 1)},
+        tiling=spec, holdout_frames=hold_frames)
     print(f"trained in {seconds:.0f} s; checkpoint {ckpt}; bundle {bundle}")
     return bundle
 

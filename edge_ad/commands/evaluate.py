@@ -18,10 +18,35 @@ from ..imageio import model_inputs
 BATCH = 8
 
 
-def _score(engine, samples, spec):
-    maps = np.empty((len(samples), spec.height, spec.width), np.float32)
+MAX_EVAL_PIXELS = 2_000_000  # a tiled bundle's maps are kept at most this large for the pixel metrics
+
+
+class _EvalSize:
+    """Where maps and masks are compared: the model input, or a tiled bundle's frame (capped)."""
+
+    def __init__(self, manifest):
+        h, w = manifest.map_size
+        self.tiled = manifest.tiling is not None
+        f = min(1.0, (MAX_EVAL_PIXELS / (h * w)) ** 0.5)
+        self.height, self.width = max(1, round(h * f)), max(1, round(w * f))
+
+
+def _score(engine, samples, manifest, size: _EvalSize):
+    spec = manifest.input
+    maps = np.empty((len(samples), size.height, size.width), np.float32)
     scores = np.empty(len(samples), np.float32)
     with tqdm(total=len(samples), desc="evaluate", unit="img") as bar:
+        if manifest.tiling is not None:  # whole frames through the tiling every path uses
+            from ..imageio import read_image
+            from ..pipeline.inspector import Inspector
+
+            inspector = Inspector(engine, manifest)
+            for i, sample in enumerate(samples):
+                ins = inspector.inspect([read_image(sample.path)])[0]
+                maps[i] = cv2.resize(ins.raw_map, (size.width, size.height), interpolation=cv2.INTER_AREA)
+                scores[i] = ins.raw_score
+                bar.update(1)
+            return maps, scores
         for i in range(0, len(samples), BATCH):
             chunk = samples[i:i + BATCH]
             batch = model_inputs([s.path for s in chunk], spec.height, spec.width, spec.channels)
@@ -30,12 +55,14 @@ def _score(engine, samples, spec):
     return maps, scores
 
 
-def _masks(samples, spec) -> np.ndarray:
-    out = np.zeros((len(samples), spec.height, spec.width), bool)
+def _masks(samples, size: _EvalSize) -> np.ndarray:
+    out = np.zeros((len(samples), size.height, size.width), bool)
     for i, s in enumerate(samples):
         if s.mask_path is not None:
             m = cv2.imread(str(s.mask_path), cv2.IMREAD_GRAYSCALE)
-            out[i] = cv2.resize(m, (spec.width, spec.height), interpolation=cv2.INTER_NEAREST) > 0
+            # a tiled frame shrunk for the metrics: area, so a defect of a few pixels stays
+            interp = cv2.INTER_AREA if size.tiled else cv2.INTER_NEAREST
+            out[i] = cv2.resize(m, (size.width, size.height), interpolation=interp) > 0
     return out
 
 
@@ -54,11 +81,11 @@ def compute(labels, scores, maps, masks, pixel_ok, threshold: float) -> dict:
 
 def evaluate(bundle_path: str, data: str) -> tuple[dict, dict]:
     bundle = load_bundle(bundle_path)
-    spec = bundle.manifest.input
+    size = _EvalSize(bundle.manifest)
     samples = test_set(data)
     with create_engine(bundle) as engine:
-        maps, scores = _score(engine, samples, spec)
-    masks = _masks(samples, spec)
+        maps, scores = _score(engine, samples, bundle.manifest, size)
+    masks = _masks(samples, size)
     labels = np.array([s.is_defect for s in samples])
     # Pixel metrics need the truth of every pixel: good images (all normal) and defect images
     # that have a mask. A defect image without one is left out of the pixel figures only.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 
 from ..bundle import Manifest
@@ -11,6 +12,7 @@ from ..decision.camera import CameraDecision
 from ..decision.scoring import Inspection, score_frame
 from ..engines import Engine
 from ..imageio import to_model_input
+from ..tiling import score_tiled
 
 
 class Inspector:
@@ -25,6 +27,19 @@ class Inspector:
         spec = self.manifest.input
         return to_model_input(frame, spec.height, spec.width, spec.channels)
 
+    def fit_frame(self, frame: np.ndarray) -> np.ndarray:
+        """A tiled bundle's judged frame at the frame size it was trained on (resized only for a
+        bundle trained with --frame; a frame of another size is refused otherwise)."""
+        t = self.manifest.tiling
+        h, w = frame.shape[:2]
+        if (h, w) == (t.frame_height, t.frame_width):
+            return frame
+        if not t.resize_frames:
+            raise ValueError(f"the frame is {w}x{h}, but this tiled bundle judges "
+                             f"{t.frame_width}x{t.frame_height} frames (train with --frame WxH to resize)")
+        interp = cv2.INTER_AREA if h > t.frame_height else cv2.INTER_LINEAR
+        return cv2.resize(frame, (t.frame_width, t.frame_height), interpolation=interp)
+
     def inspect(self, frames: list[np.ndarray],
                 decisions: list[CameraDecision | None] | None = None) -> list[Inspection]:
         """Score a batch of frames (any size, RGB or GRAY, several cameras) in one engine call;
@@ -32,9 +47,19 @@ class Inspector:
         t0 = time.perf_counter()
         decisions = decisions or [None] * len(frames)
         frames = [d.inspected(f) if d else f for f, d in zip(frames, decisions)]
-        batch = np.stack([self.prepare(f) for f in frames])
-        t1 = time.perf_counter()
-        raw_maps, raw_scores = self.engine.infer(batch)
+        tiling = self.manifest.tiling
+        if tiling is None:
+            batch = np.stack([self.prepare(f) for f in frames])
+            t1 = time.perf_counter()
+            raw_maps, raw_scores = self.engine.infer(batch)
+        else:  # each frame tile by tile, its map stitched at full resolution (edge_ad/tiling.py)
+            frames = [self.fit_frame(f) for f in frames]  # what regions and overlays refer to
+            spec = self.manifest.input
+            judged = [to_model_input(f, *f.shape[:2], spec.channels) for f in frames]
+            t1 = time.perf_counter()
+            scored_tiles = [score_tiled(self.engine.infer, f, spec.height, tiling.overlap, tiling.batch)
+                            for f in judged]
+            raw_maps, raw_scores = [m for m, _ in scored_tiles], [s for _, s in scored_tiles]
         t2 = time.perf_counter()
         th = self.manifest.thresholds  # read once: a concurrent update applies to the next batch
         scored = [score_frame(m, s, th, f.shape[:2], d, self.min_region_area_px)

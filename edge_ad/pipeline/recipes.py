@@ -41,8 +41,7 @@ class CameraSetting:
     def decision(self, manifest: Manifest) -> CameraDecision | None:
         if not (self.roi_xywh or self.rotate_deg or self.ignore_mask or self.min_defect_area_px):
             return None
-        ignore = load_ignore_mask(self.ignore_mask, manifest.input.height, manifest.input.width) \
-            if self.ignore_mask else None
+        ignore = load_ignore_mask(self.ignore_mask, *manifest.map_size) if self.ignore_mask else None
         return CameraDecision(self.roi_xywh, self.rotate_deg, ignore, self.min_defect_area_px)
 
 
