@@ -32,6 +32,7 @@ FULL_SUITE_ONLY = {
     "integration/test_families.py": "export",
     "integration/test_import_anomalib.py": "export",
     "integration/test_train_export.py": "export",
+    "integration/test_tiled_training.py": "export",
     "unit/test_eval_metrics.py": "devtools",  # scikit-learn is the reference
     "unit/test_deploy_files.py": "devtools",  # hadolint, shellcheck, promtool, ...; docker/, deploy/
     "unit/test_hard_benchmark.py": "devtools",  # bench/ and scikit-image's photographs

@@ -55,17 +55,38 @@ def _pct(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
 
-def _raw(engine, batch, seconds) -> tuple[list[float], str]:
-    """The engine alone, one frame per call, back to back: per-call seconds and the provider."""
+def _raw(engine, work, one, seconds) -> tuple[list[float], str]:
+    """The engine alone, one frame at a time (``one(engine, item)``: a call, or a tiled frame's
+    tile batches), back to back: per-frame seconds and the provider."""
     lat = []
     with engine:
         provider = engine.provider
         t_end = time.perf_counter() + seconds
         while time.perf_counter() < t_end:
             t = time.perf_counter()
-            engine.infer(batch[len(lat) % len(batch)])
+            one(engine, work[len(lat) % len(work)])
             lat.append(time.perf_counter() - t)
     return lat, provider
+
+
+def _engine_work(bundle, inspector, frames):
+    """What the raw engine runs per frame: the model input, or a tiled bundle's tiles."""
+    tiling = bundle.manifest.tiling
+    if tiling is None:
+        return [inspector.prepare(f)[None] for f in frames], lambda engine, x: engine.infer(x), 1
+    from ..imageio import to_model_input
+    from ..tiling import cut, grid
+
+    spec = bundle.manifest.input
+    fitted = [to_model_input(inspector.fit_frame(f), tiling.frame_height, tiling.frame_width, spec.channels)
+              for f in frames]
+    work = [cut(f, grid(tiling.frame_height, tiling.frame_width, spec.height, tiling.overlap), spec.height)
+            for f in fitted]
+
+    def one(engine, tiles):
+        for i in range(0, len(tiles), tiling.batch):
+            engine.infer(np.ascontiguousarray(tiles[i:i + tiling.batch]))
+    return work, one, len(work[0])
 
 
 def _thread_cpu_s(exclude: int) -> dict[tuple[int, str], float]:
@@ -134,10 +155,10 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
     frames = _frames(bundle, source)
     engine = create_engine(bundle, backend, threads=threads, precision=precision)
     inspector = Inspector(engine, bundle.manifest)
-    batch = [inspector.prepare(f)[None] for f in frames]
+    work, one, tiles_per_frame = _engine_work(bundle, inspector, frames)
     rows = []
     for r in range(rounds):
-        lat, provider = _raw(engine, batch, seconds)
+        lat, provider = _raw(engine, work, one, seconds)
         raw_fps = len(lat) / sum(lat)
         served_fps, _, _ = _served(engine, inspector, frames, 2.0 * raw_fps, seconds)
         _, e2e, cpu_by_thread = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
@@ -146,6 +167,9 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
                "engine_p50_ms": _pct(lat, 50), "engine_p99_ms": _pct(lat, 99),
                "e2e_p50_ms": _pct(e2e, 50), "e2e_p99_ms": _pct(e2e, 99),
                "pipeline_cpu_ms_per_frame": own_cpu_s * 1000.0}
+        if bundle.manifest.tiling is not None:
+            row["tiles_per_frame"] = tiles_per_frame
+            row["raw_tiles_per_s"] = raw_fps * tiles_per_frame
         row["e2e_p99_over_engine_p99"] = row["e2e_p99_ms"] / row["engine_p99_ms"]
         row["pipeline_cpu_over_engine"] = row["pipeline_cpu_ms_per_frame"] / row["engine_p50_ms"]
         for kind, cpu_s in sorted(cpu_by_thread.items()):  # where the pipeline's own time goes

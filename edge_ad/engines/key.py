@@ -16,10 +16,13 @@ def _slug(text: str | None) -> str:
 
 
 def engine_key(onnx_sha256: str, platform: Platform, precision: str = "fp32",
-               dla_core: int | None = None) -> str:
+               dla_core: int | None = None, tile_batch: int | None = None) -> str:
+    """``tile_batch``: a tiled bundle's tiles per call, which the plan's profile must cover."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     parts = [onnx_sha256[:16], f"trt{_slug(platform.tensorrt)}", _slug(platform.gpu),
              f"sm{_slug(platform.compute_capability).replace('.', '')}", precision,
              f"dla{dla_core}" if dla_core is not None else "gpu"]
+    if tile_batch is not None:
+        parts.append(f"tiles{tile_batch}")
     return "_".join(parts)

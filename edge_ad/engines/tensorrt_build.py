@@ -50,7 +50,9 @@ class PlanFiles:
 
 
 def plan_files(bundle: Bundle, platform: Platform, precision: str, dla_core: int | None) -> PlanFiles:
-    key = engine_key(bundle.manifest.provenance.onnx_sha256, platform, precision, dla_core)
+    tiling = bundle.manifest.tiling
+    key = engine_key(bundle.manifest.provenance.onnx_sha256, platform, precision, dla_core,
+                     tiling.batch if tiling is not None else None)
     return PlanFiles(key, bundle.engines_dir / f"{key}.plan", bundle.engines_dir / f"{key}.json")
 
 
@@ -63,6 +65,8 @@ def build_engine(bundle: Bundle, precision: str = "fp16", dla_core: int | None =
     if platform.tensorrt is None:
         platform = Platform(**{**platform.to_json(), "tensorrt": getattr(trt, "__version__", None)})
     files = plan_files(bundle, platform, precision, dla_core)
+    if bundle.manifest.tiling is not None:  # the profile covers a whole tile batch
+        max_batch = max(max_batch, bundle.manifest.tiling.batch)
     graph = make_variant(bundle, precision, calib)
     spec = bundle.manifest.input
 

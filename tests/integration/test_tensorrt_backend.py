@@ -105,3 +105,27 @@ def test_real_cuda_python_without_a_gpu_says_so(bundle):
     with pytest.raises(EdgeAdError, match="CUDA error .*no NVIDIA driver or GPU"):
         engine.activate()
     assert engine.provider == "inactive"
+
+
+def test_a_tiled_bundle_gets_a_profile_for_its_tile_batch_and_scores_as_on_onnx_runtime(bundle):
+    from edge_ad.bundle import TilingSpec, save_manifest
+    from edge_ad.pipeline.inspector import Inspector
+
+    spec = bundle.manifest.input
+    tiling = TilingSpec(frame_width=spec.width * 5 // 2, frame_height=spec.height * 2, overlap=0.25, batch=11)
+    save_manifest(bundle.path, bundle.manifest.model_copy(update={"tiling": tiling}))
+    tiled = load_bundle(bundle.path)
+    files = build_engine(tiled, "fp32", trt=fake_tensorrt, platform=ORIN, max_batch=4)
+    assert files.key.endswith("_tiles11")  # the key describes the tiling
+    assert json.loads(files.meta.read_text())["max_batch"] == 11  # the profile covers a tile batch
+    frame = np.random.default_rng(3).integers(0, 255, (tiling.frame_height, tiling.frame_width, 3), np.uint8)
+    with create_engine(tiled) as ort_engine:
+        reference = Inspector(ort_engine, tiled.manifest).inspect([frame])[0]
+    engine = _engine(tiled, precision="fp32")
+    engine.activate()
+    try:
+        got = Inspector(engine, tiled.manifest).inspect([frame])[0]
+    finally:
+        engine.deactivate()
+    assert got.raw_map.shape == (tiling.frame_height, tiling.frame_width)
+    assert np.allclose(got.raw_map, reference.raw_map, atol=1e-4) and abs(got.raw_score - reference.raw_score) < 1e-4
