@@ -2,6 +2,8 @@
 verdict in the corner. Pure: numpy in, numpy out."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -16,11 +18,22 @@ def heatmap_rgb(map_norm: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
+DISPLAY_WIDTH = 1280  # what the live views are drawn at: a 12 MP frame is never encoded per stream frame
+
+
 def render_overlay(frame_rgb: np.ndarray, map_norm: np.ndarray | None, verdict: str,
-                   score: float | None, regions: list[Region] = ()) -> np.ndarray:
+                   score: float | None, regions: list[Region] = (), max_width: int | None = None) -> np.ndarray:
+    """The frame with its heat map, regions and verdict; with ``max_width``, drawn at most that
+    wide (regions scaled with it), for the live views of large frames."""
     frame = frame_rgb if frame_rgb.ndim == 3 and frame_rgb.shape[2] == 3 else \
         cv2.cvtColor(frame_rgb.reshape(frame_rgb.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if max_width is not None and frame.shape[1] > max_width:
+        f = max_width / frame.shape[1]
+        frame = cv2.resize(frame, (max_width, max(1, round(frame.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        regions = [replace(r, bbox_xywh=tuple(max(1, round(v * f)) for v in r.bbox_xywh)) for r in regions]
     h, w = frame.shape[:2]
+    if map_norm is not None and map_norm.shape[1] > w:  # a full-resolution map: shrink it first
+        map_norm = cv2.resize(map_norm, (w, h), interpolation=cv2.INTER_AREA)
     out = frame.copy()
     if map_norm is not None:
         heat = cv2.resize(heatmap_rgb(map_norm), (w, h), interpolation=cv2.INTER_LINEAR)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..decision import FAULT
-from ..overlay import encode_jpeg, render_overlay
+from ..overlay import DISPLAY_WIDTH, encode_jpeg, render_overlay
 from ..decision.result import as_stale
 from ..pipeline.port import Gone
 from .keys import CONFIG, DRAIN, FRAME_CACHE, LOOP_WATCH, METRICS, PLATFORM, PORT, STREAMS
@@ -118,8 +118,9 @@ async def overlay_jpeg(app: web.Application, camera: str, view, overlay: bool) -
         if not overlay:
             return encode_jpeg(view.frame_rgb)
         if ins is None:
-            return encode_jpeg(render_overlay(view.frame_rgb, None, FAULT, None))
-        return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score, ins.regions))
+            return encode_jpeg(render_overlay(view.frame_rgb, None, FAULT, None, max_width=DISPLAY_WIDTH))
+        return encode_jpeg(render_overlay(view.frame_rgb, ins.map_norm, ins.verdict, ins.score, ins.regions,
+                                          max_width=DISPLAY_WIDTH))
 
     jpeg = await asyncio.get_running_loop().run_in_executor(None, encode)
     if len(cache) > 64:  # gallery entries are keyed by seq; keep the cache bounded

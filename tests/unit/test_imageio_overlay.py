@@ -66,3 +66,17 @@ def test_a_broken_png_is_refused_from_its_structure_before_decoding(tmp_path):
         with pytest.raises(ImageError, match=why):
             decode_image(broken)
         assert time.perf_counter() - t0 < 0.05
+
+
+def test_a_large_frame_is_drawn_at_the_display_width_with_its_regions_scaled():
+    from edge_ad.decision import Region
+    from edge_ad.overlay import DISPLAY_WIDTH, render_overlay
+
+    frame = np.zeros((3000, 4000, 3), np.uint8)
+    map_norm = np.zeros((3000, 4000), np.float32)
+    map_norm[1500:1520, 2000:2020] = 1.0
+    out = render_overlay(frame, map_norm, "NG", 0.9, [Region((2000, 1500, 20, 20), 400, 1.0)], max_width=DISPLAY_WIDTH)
+    assert out.shape == (960, 1280, 3)
+    x, y = round(2000 * 0.32), round(1500 * 0.32)  # the box, drawn in white at the scaled place
+    assert out[y, x:x + 6].min() == 255
+    assert render_overlay(frame[:100, :200], None, "OK", 0.1, max_width=DISPLAY_WIDTH).shape == (100, 200, 3)
