@@ -6,7 +6,7 @@ import logging
 import math
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..bundle import Manifest, Normalization, Thresholds
 from ..config import RECIPE_MAX
@@ -126,7 +126,17 @@ class RecipeSelection(BaseModel):
     """The body of PUT /v1/recipe."""
     model_config = ConfigDict(extra="forbid")
     camera: str = Field(min_length=1, max_length=64, description="the camera whose product changes")
-    recipe: int = Field(ge=0, le=RECIPE_MAX, strict=True, description="the recipe number from recipes:")
+    recipe: int = Field(ge=0, le=RECIPE_MAX, description="the recipe number from recipes:")
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _a_number(cls, v):
+        # JSON's 2.0 is the integer 2; "2", true and 2.5 are not recipe numbers
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("recipe is an integer, for example 2")
+        return v
 
 
 async def get_recipe(request: web.Request) -> web.Response:
