@@ -255,7 +255,8 @@ def save_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:
     target = bundle_dir / MANIFEST
     fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".manifest-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
-        fh.write(manifest.model_dump_json(indent=2))
+        # an untiled bundle leaves the key out, so runtimes from before tiling still read it
+        fh.write(manifest.model_dump_json(indent=2, exclude={"tiling"} if manifest.tiling is None else None))
         fh.write("\n")
         # mkstemp makes 0600: after a root `cp -r` (the deploy steps) the service's own user
         # could not read the manifest. A bundle holds nothing secret.
