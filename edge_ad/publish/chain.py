@@ -83,7 +83,9 @@ class ChainPublisher(QueuedPublisher):
         return item.image_rgb is not None and str(item.result.verdict) in self.config.on
 
     def on_drop(self, item: Publication) -> None:
-        log.warning("chain: queue full, result %d not sent to %s", item.result.seq, self.stage.name)
+        if self.dropped == 1 or self.dropped % 100 == 0:  # counted always, logged not once per frame
+            log.warning("chain: queue full, result %d not sent to %s (%d dropped so far)", item.result.seq,
+                        self.stage.name, self.dropped)
 
     def deliver(self, item: Publication) -> None:
         r, c = item.result, self.config
