@@ -74,6 +74,21 @@ def tile_batch(tile: int, memory_mb: float) -> int:
     return max(1, min(64, int(memory_mb // per_tile)))
 
 
+def fit_frame(frame: np.ndarray, spec) -> np.ndarray:
+    """A tiled bundle's judged frame at the frame size it was trained on (``spec``: the
+    manifest's TilingSpec): resized only for a bundle trained with --frame, refused otherwise."""
+    h, w = frame.shape[:2]
+    if (h, w) == (spec.frame_height, spec.frame_width):
+        return frame
+    if not spec.resize_frames:
+        raise ValueError(f"the frame is {w}x{h}, but this tiled bundle judges "
+                         f"{spec.frame_width}x{spec.frame_height} frames (train with --frame WxH to resize)")
+    import cv2
+
+    interp = cv2.INTER_AREA if h > spec.frame_height else cv2.INTER_LINEAR
+    return cv2.resize(frame, (spec.frame_width, spec.frame_height), interpolation=interp)
+
+
 def score_tiled(infer, frame: np.ndarray, tile: int, overlap: float, batch: int) -> tuple[np.ndarray, float]:
     """``frame`` (H, W, C uint8, already the bundle's frame size and channels) through
     ``infer(batch_u8) -> (maps, scores)`` tile by tile: the stitched full-resolution raw map and

@@ -90,7 +90,8 @@ def write_bundle(model, out: Path, *, name: str, size: int, channels: int,
     ``out_of_fold``: raw scores of the training images scored out-of-fold by the torch module
     (memory-bank families), calibrated on together with the held-out images' graph scores.
     ``tiling`` (a TilingSpec) with ``holdout_frames``: a tiled bundle, whose threshold is set on
-    the held-out frames' scores (the maximum over their tiles); ``holdout_u8`` are their tiles,
+    the held-out frames' scores (the maximum over their tiles) and the training frames' scores
+    out-of-fold (``out_of_fold``, one per frame); ``holdout_u8`` are the held-out frames' tiles,
     which the parity gate and the calibration folder use."""
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, size, channels, out / "model.onnx", simplify=simplify)

@@ -102,10 +102,18 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     if hasattr(model, "fit_fusion"):  # maps fused in units of their own normal spread
         model.fit_fusion(_as_float_rgb(train_u8), _as_float_rgb(hold_u8))
     out_of_fold = None
-    if hasattr(model, "out_of_fold_scores") and spec is None:  # tiled: frames are calibrated on, not tiles  # memory banks: every training image, leave-one-out
-        out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8)).numpy()
-        print(f"scored the {len(out_of_fold)} training images leave-one-out: the threshold sees "
-              f"all {len(out_of_fold) + len(hold_u8)} good images")
+    if hasattr(model, "out_of_fold_scores"):  # memory banks: every training image, leave-one-out
+        if spec is None:
+            out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8)).numpy()
+            seen, unit = len(out_of_fold) + len(hold_u8), "images"
+        else:  # a frame's tiles leave the bank together; its score is their maximum
+            per_frame = len(train_u8) // len(train_frames)
+            groups = torch.arange(len(train_u8)) // per_frame
+            print(f"scoring the {len(train_frames)} training frames out-of-fold ({per_frame} tiles each) …")
+            out_of_fold = model.out_of_fold_scores(_as_float_rgb(train_u8), groups).numpy()
+            seen, unit = len(out_of_fold) + len(hold_frames), "frames"
+        print(f"scored the {len(out_of_fold)} training {unit} leave-one-out: the threshold sees "
+              f"all {seen} good {unit}")
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
@@ -115,6 +123,7 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
                 "holdout": [str(p) for p in hold_paths], "train_stats": stats,
                 "data_sha256": digest, "image_count": len(paths),
                 "out_of_fold_scores": None if out_of_fold is None else out_of_fold.tolist(),
+                "tiling": None if spec is None else spec.model_dump(),
                 "training_seconds": seconds}, ckpt)
     print("exporting and calibrating the bundle …")
     bundle = write_bundle(
@@ -143,9 +152,19 @@ def reexport(checkpoint: str | Path, out: str | Path, target_fpr: float = 0.01, 
     """``edge-ad export``: a fresh, calibrated bundle from a checkpoint and its held-out images."""
     model, ckpt = load_checkpoint(checkpoint)
     size, channels = ckpt["settings"]["size"], ckpt["channels"]
-    hold_u8 = load_images([Path(p) for p in ckpt["holdout"]], size, channels)
+    hold_paths = [Path(p) for p in ckpt["holdout"]]
+    spec, hold_frames = None, None
+    if ckpt.get("tiling"):  # a tiled run stays tiled: its frames, cut as in training
+        from edge_ad.bundle import TilingSpec
+
+        spec = TilingSpec(**ckpt["tiling"])
+        hold_frames = load_frames(hold_paths, (spec.frame_width, spec.frame_height) if spec.resize_frames else None)
+        hold_u8 = tiles_of(hold_frames, size, spec.overlap, channels)
+    else:
+        hold_u8 = load_images(hold_paths, size, channels)
     return write_bundle(
         model, Path(out), name=ckpt["name"], size=size, channels=channels, holdout_u8=hold_u8,
+        tiling=spec, holdout_frames=hold_frames,
         target_fpr=target_fpr, simplify=simplify, out_of_fold=ckpt.get("out_of_fold_scores"),
         provenance={"data_sha256": ckpt["data_sha256"], "image_count": ckpt["image_count"],
                     "seed": ckpt["settings"]["seed"], "steps": ckpt["settings"]["steps"],

@@ -4,7 +4,8 @@ graph on ONNX Runtime CPU, on real images.
 Candidates, each where available: the torch checkpoint the bundle was exported from (fp32), the
 reduced-precision graphs TensorRT builds from (run on ONNX Runtime CPU: what the precision itself
 costs), and the TensorRT engines built on this device. Exit status 1 when any is beyond its
-tolerance (edge_ad.parity.TOLERANCES)."""
+tolerance (edge_ad.parity.TOLERANCES). A tiled bundle is compared on whole frames, tiled and
+stitched as served (on its held-out tiles when no --data is given)."""
 from __future__ import annotations
 
 import importlib.util
@@ -39,9 +40,34 @@ def load_images(bundle: Bundle, data: str | Path | None) -> tuple[np.ndarray, np
         labels = None
     if not paths:
         raise EdgeAdError(f"no images in {folder}: give --data with real images of parts")
-    spec = bundle.manifest.input
+    spec, tiling = bundle.manifest.input, bundle.manifest.tiling
+    if tiling is not None and data:  # whole frames, judged as served: tiled and stitched
+        from ..imageio import read_image, to_model_input
+        from ..tiling import fit_frame
+
+        try:
+            images = np.stack([to_model_input(fit_frame(read_image(p), tiling), tiling.frame_height,
+                                              tiling.frame_width, spec.channels) for p in paths])
+        except ValueError as exc:
+            raise EdgeAdError(f"{exc}: give --data with frames like the bundle was trained on") from exc
+        return images, labels, str(folder)
+    # the calibration folder of a tiled bundle holds its held-out tiles: compared as they are
     images = model_inputs(paths, spec.height, spec.width, spec.channels)
     return images, labels, str(folder)
+
+
+def _framewise(run, bundle: Bundle, images: np.ndarray):
+    """``run`` (a batch of model inputs → maps, scores) as the bundle judges ``images``: whole
+    frames through the one tiling every path uses, or the images themselves."""
+    tiling, tile = bundle.manifest.tiling, bundle.manifest.input.height
+    if tiling is None or images.shape[1:3] == (tile, tile):
+        return run
+    from ..tiling import score_tiled
+
+    def frames(batch):
+        scored = [score_tiled(run, f, tile, tiling.overlap, tiling.batch) for f in batch]
+        return np.stack([m for m, _ in scored]), np.array([s for _, s in scored], np.float32)
+    return frames
 
 
 def _batched(run, images: np.ndarray):
@@ -78,7 +104,7 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
     threshold = bundle.manifest.thresholds.image.threshold
     scale = bundle.manifest.thresholds.image.scale
     with create_engine(bundle, providers=["CPUExecutionProvider"]) as engine:
-        reference = _batched(engine.infer, images)
+        reference = _batched(_framewise(engine.infer, bundle, images), images)
     results, notes = [], [f"{len(images)} images from {where}"
                           + (f" ({int(labels.sum())} defects)" if labels is not None else " (unlabelled)")]
 
@@ -87,14 +113,16 @@ def verify(bundle_path: str | Path, data: str | Path | None = None, precisions=(
         if run is None:
             notes.append(f"torch: not compared ({why})")
         else:
-            results.append(compare("torch", "fp32", reference, run(images), threshold, scale, labels))
+            results.append(compare("torch", "fp32", reference, _batched(_framewise(run, bundle, images), images),
+                                   threshold, scale, labels))
     from ..engines.variants import make_variant
 
     for precision in precisions:
         if precision != "fp32":
             graph = make_variant(bundle, precision, calib)
             results.append(compare(f"{precision} graph on onnxruntime-cpu", precision, reference,
-                                   _batched(_ort_graph(graph, bundle), images), threshold, scale, labels))
+                                   _batched(_framewise(_ort_graph(graph, bundle), bundle, images), images),
+                                   threshold, scale, labels))
         if not tensorrt:
             continue
         trt_result, why = _tensorrt_candidate(bundle, precision, images, reference, threshold, scale, labels)
@@ -117,7 +145,7 @@ def _tensorrt_candidate(bundle, precision, images, reference, threshold, scale, 
     engine = TrtEngine(bundle, precision=precision)
     engine.activate()
     try:
-        outputs = _batched(engine.infer, images)
+        outputs = _batched(_framewise(engine.infer, bundle, images), images)
     finally:
         engine.deactivate()
     return compare(f"tensorrt {precision}", precision, reference, outputs, threshold, scale, labels), None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 
 from ..bundle import Manifest
@@ -12,7 +11,7 @@ from ..decision.camera import CameraDecision
 from ..decision.scoring import Inspection, score_frame
 from ..engines import Engine
 from ..imageio import to_model_input
-from ..tiling import score_tiled
+from ..tiling import fit_frame, score_tiled
 
 
 class Inspector:
@@ -28,17 +27,7 @@ class Inspector:
         return to_model_input(frame, spec.height, spec.width, spec.channels)
 
     def fit_frame(self, frame: np.ndarray) -> np.ndarray:
-        """A tiled bundle's judged frame at the frame size it was trained on (resized only for a
-        bundle trained with --frame; a frame of another size is refused otherwise)."""
-        t = self.manifest.tiling
-        h, w = frame.shape[:2]
-        if (h, w) == (t.frame_height, t.frame_width):
-            return frame
-        if not t.resize_frames:
-            raise ValueError(f"the frame is {w}x{h}, but this tiled bundle judges "
-                             f"{t.frame_width}x{t.frame_height} frames (train with --frame WxH to resize)")
-        interp = cv2.INTER_AREA if h > t.frame_height else cv2.INTER_LINEAR
-        return cv2.resize(frame, (t.frame_width, t.frame_height), interpolation=interp)
+        return fit_frame(frame, self.manifest.tiling)
 
     def inspect(self, frames: list[np.ndarray],
                 decisions: list[CameraDecision | None] | None = None) -> list[Inspection]:

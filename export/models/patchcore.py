@@ -114,9 +114,9 @@ class PatchCore(MapModel):
         n, c, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)
         d2 = (flat * flat).sum(-1, keepdim=True) - 2 * flat @ self._buf("bank", j).t() + self._buf("bank_sq", j)
-        if self._leave_out is not None:  # out-of-fold scoring: no vector of the image's own
-            own = self.bank_origins[j][None, :] == self._leave_out[:, None]
-            d2 = d2.masked_fill(own[:, None, :], float("inf"))
+        if self._leave_out is not None:  # out-of-fold scoring: no vector of these images' own
+            own = torch.isin(self.bank_origins[j], self._leave_out)
+            d2 = d2.masked_fill(own[None, None, :], float("inf"))
         if self.neighbours == 1:
             nearest = d2.amin(dim=-1).clamp_min(0).sqrt()
         else:
@@ -206,18 +206,26 @@ class PatchCore(MapModel):
         return greedy_coreset(pool, size, seed, progress)
 
     @torch.no_grad()
-    def out_of_fold_scores(self, images: torch.Tensor) -> torch.Tensor:
+    def out_of_fold_scores(self, images: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
         """Image scores of the training images (in ``fit``'s order), each against the bank less
         the vectors taken from that image: leave-one-out, which a memory bank makes cheap. The
         threshold then sees every good image, not only the held-out fifth. Call after the map
-        normalization is set, like the scores the graph gives."""
+        normalization is set, like the scores the graph gives.
+
+        ``groups`` (one id per image): the images are a frame's tiles, which overlap and share
+        pixels, so a group is left out together and its score is the maximum over its tiles:
+        one out-of-fold score per frame, in order of first appearance."""
         if self.bank_origins is None:
             raise RuntimeError("out-of-fold scores need the bank's origins: call fit first")
+        if groups is None:
+            groups = torch.arange(len(images))
         out = []
         try:
-            for i in range(len(images)):
-                self._leave_out = torch.tensor([i])
-                out.append(self(images[i:i + 1])[1])
+            for g in dict.fromkeys(groups.tolist()):
+                members = torch.nonzero(groups == g).flatten()
+                self._leave_out = members
+                scores = [self(images[members[i:i + 8]])[1] for i in range(0, len(members), 8)]
+                out.append(torch.cat(scores).amax().reshape(1))
         finally:
             self._leave_out = None
         return torch.cat(out)

@@ -44,6 +44,40 @@ def bundles(tmp_path_factory):
     return load_bundle(tiled), load_bundle(plain)
 
 
+def test_the_threshold_sees_every_training_frame_out_of_fold(bundles):
+    tiled, _ = bundles
+    cal = tiled.manifest.calibration
+    # 24 frames: 8 held out (the fewest the bound accepts), the 16 trained on scored each with
+    # its own tiles left out of the bank
+    assert (cal.out_of_fold_count, cal.normal_count) == (16, 24), cal
+    # every good frame, out-of-fold or held out, lies under the frame-level threshold it set
+    assert len(cal.normal_scores) == 24
+    assert tiled.manifest.thresholds.image.threshold > max(cal.normal_scores) == pytest.approx(cal.normal_score_max, abs=1e-5)
+
+
+def test_a_tiled_bundle_reexports_tiled_and_passes_fp16_parity_on_whole_frames(bundles, tmp_path, capsys):
+    from edge_ad.cli import main
+    from export.train import reexport
+
+    tiled, _ = bundles
+    again = load_bundle(reexport(tiled.path.parent / "checkpoint.pt", tmp_path / "again"))
+    assert again.manifest.tiling == tiled.manifest.tiling
+    assert again.manifest.thresholds.image.threshold == pytest.approx(tiled.manifest.thresholds.image.threshold, rel=1e-4)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), _frame(("verify", i))[:, :, ::-1])
+    code = main(["verify", str(tiled.path), "--data", str(frames), "--precision", "fp16",
+                 "--json", str(tmp_path / "v.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    import json
+
+    fp16 = {r["candidate"]: r for r in json.loads((tmp_path / "v.json").read_text())["results"]}["fp16 graph on onnxruntime-cpu"]
+    assert fp16["passed"] and fp16["max_score_diff_of_scale"] > 0  # really half precision, on frames
+    assert "4 images from" in out
+
+
 def test_the_tiled_bundle_finds_a_small_defect_the_downscaled_one_misses(bundles):
     tiled, plain = bundles
     t = tiled.manifest.tiling

@@ -75,3 +75,24 @@ def test_a_checkpoint_from_before_the_options_rebuilds_the_original_design():
 def test_unknown_options_are_refused():
     with pytest.raises(ValueError, match="scales"):
         create("patchcore", size=64, bank_size=16, scales="pyramid")
+
+
+def test_a_frames_tiles_leave_the_bank_together():
+    """Tiles of one frame overlap and share pixels: grouped, a frame is scored against a bank
+    with none of its tiles' vectors, so its score is at least the worst of its tiles scored one
+    by one, and above it where a neighbouring tile of the same frame had covered the tile."""
+    torch.manual_seed(0)
+    model = create("patchcore", size=64, bank_size=10_000)  # keeps every patch: nothing lost to the coreset
+    frames = torch.cat([_images(1, 10 + i) for i in range(4)])  # four unlike frames
+    # each frame's two tiles overlap by half: (0..64) and (32..96) of a 96-wide strip
+    strips = torch.cat([frames, frames[:, :, :, :32]], dim=3)
+    tiles = torch.cat([torch.stack([s[:, :, :64], s[:, :, 32:96]]) for s in strips])
+    model.fit(tiles, TrainSettings(size=64, steps=10_000))
+    model.eval()
+    model.set_map_normalization(model.raw_maps(_images(3, 6)))
+    alone = model.out_of_fold_scores(tiles)
+    grouped = model.out_of_fold_scores(tiles, torch.arange(len(tiles)) // 2)
+    assert grouped.shape == (4,)
+    worst_tile = alone.reshape(4, 2).amax(dim=1)
+    assert (grouped >= worst_tile - 1e-5).all()
+    assert (grouped > worst_tile + 1e-3).any()  # the shared pixels no longer vouch for each other
