@@ -244,10 +244,10 @@ def _shift_lab(img: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return img + (_rgb(lab + shift) - _rgb(lab))
 
 
-def stain(img, rng, grade, **_):
+def stain(img, rng, grade, delta_e=(3.0, 5.0, 8.0), radius=(12, 28), **_):
     """A soft-edged change of colour of ΔE 3 / 5 / 8 (CIE Lab), textured like a real soak."""
-    delta_e = (3.0, 5.0, 8.0)[grade]
-    alpha = _blob(rng, rng.uniform(12, 28))
+    delta_e = delta_e[grade]
+    alpha = _blob(rng, rng.uniform(*radius))
     alpha *= 0.75 + 0.25 * np.clip(cv2.GaussianBlur(rng.normal(0, 1, alpha.shape).astype(np.float32),
                                                     (0, 0), 2), -1, 1)
     direction = np.array([(-0.6, 0.2, 0.75), (-1, 0, 0), (0.3, -0.5, 0.8), (-0.4, 0.7, 0.3)][rng.integers(4)], np.float32)
@@ -291,10 +291,10 @@ def texture(img, rng, grade, photo, split, **_):
     return img * (1 - alpha[..., None]) + other * alpha[..., None], alpha > 0.5
 
 
-def scratch(img, rng, grade, **_):
+def scratch(img, rng, grade, contrast=(6.0, 10.0, 18.0), length=(40, 100), **_):
     """A thin line (1-2 px, smooth or cracked), lighter or darker by 6 / 10 / 18 of 100 L*."""
-    contrast = (6.0, 10.0, 18.0)[grade] * rng.choice((-1, 1), p=(0.7, 0.3))
-    length = rng.uniform(40, 100)
+    contrast = contrast[grade] * rng.choice((-1, 1), p=(0.7, 0.3))
+    length = rng.uniform(*length)
     p = rng.uniform(50, SIZE - 50, 2)
     heading = rng.uniform(0, 2 * np.pi)
     cracked = rng.random() < 0.4
@@ -316,9 +316,9 @@ def scratch(img, rng, grade, **_):
 _FOREIGN: list[np.ndarray] = []
 
 
-def particle(img, rng, grade, **_):
+def particle(img, rng, grade, diameter=(3.0, 5.0, 8.0), **_):
     """A small hole (dark, shaded, with a lit rim) or a foreign particle of 3 / 5 / 8 px."""
-    d = (3.0, 5.0, 8.0)[grade] * rng.uniform(0.9, 1.15)
+    d = diameter[grade] * rng.uniform(0.9, 1.15)
     cx, cy = rng.uniform(20, SIZE - 20, 2)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     dist = np.hypot((xx - cx) / rng.uniform(0.75, 1.25), yy - cy)

@@ -33,7 +33,14 @@ from ..decision.quality import QualityLimits
 from ..sources.memory import MemorySource
 
 
+FRAME_MEMORY_MB = 256  # what the bench's own decoded frames may hold (a 12 MP frame is 36 MB)
+
+
 def _frames(bundle, source_uri: str | None, limit: int = 64) -> list[np.ndarray]:
+    """Up to ``limit`` frames from the source (fewer when they are large, so that the peak
+    memory reported is the pipeline's, not the bench's frame store), or random frames of the
+    bundle's input or tiled frame size."""
+    spec, tiling = bundle.manifest.input, bundle.manifest.tiling
     if source_uri:
         src = open_source(source_uri)
         src.open()
@@ -43,12 +50,13 @@ def _frames(bundle, source_uri: str | None, limit: int = 64) -> list[np.ndarray]
             if f is None:
                 break
             frames.append(f)
+            limit = min(limit, max(2, int(FRAME_MEMORY_MB * 2**20 // f.nbytes)))
         src.close()
         if frames:
             return frames
-    spec = bundle.manifest.input
+    h, w = (spec.height, spec.width) if tiling is None else (tiling.frame_height, tiling.frame_width)
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (spec.height, spec.width, 3), np.uint8) for _ in range(8)]
+    return [rng.integers(0, 256, (h, w, 3), np.uint8) for _ in range(8 if tiling is None else 2)]
 
 
 def _pct(values, q) -> float:

@@ -96,3 +96,15 @@ def test_a_frames_tiles_leave_the_bank_together():
     worst_tile = alone.reshape(4, 2).amax(dim=1)
     assert (grouped >= worst_tile - 1e-5).all()
     assert (grouped > worst_tile + 1e-3).any()  # the shared pixels no longer vouch for each other
+
+
+def test_a_pool_beyond_the_cap_is_thinned_before_the_coreset(monkeypatch):
+    from export.models import patchcore
+
+    monkeypatch.setattr(patchcore, "MAX_POOL", 300)
+    model = create("patchcore", size=64, bank_size=40)
+    pool = torch.randn(1000, 8)
+    picked = model.select(pool, 40, seed=0)
+    assert len(picked) == len(set(picked.tolist())) == 40 and int(picked.max()) < 1000
+    kept = set(torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:300].tolist())
+    assert set(picked.tolist()) <= kept  # the coreset searched the thinned pool, indexed as the whole
