@@ -2,7 +2,8 @@
 defects of 6-24 px drawn at native scale, and one table of the same family tiled beside
 downscaled, trained and judged on the same images.
 
-    python bench/hires_benchmark.py --out var/hires                    # build: ~1 min
+    python bench/hires_benchmark.py --out var/hires                    # build: ~3 min, 1.8 GB
+    python bench/hires_benchmark.py --out var/hires --grid docs/images/hires_benchmark.jpg
     python bench/hires_benchmark.py --out var/hires --run var/hiresq   # train and judge: ~30 min here
 
 Surfaces (the photographs come as bench/hard_benchmark.py fetches them, with apt-get download):
@@ -121,6 +122,32 @@ def build(out: Path, root: Path, surfaces=SURFACES) -> None:
                                     f"{WIDTH}x{HEIGHT}; grades g1 (smallest) to g3.\n")
 
 
+def grid(data: Path, out: Path, cell: int = 256) -> None:
+    """Per surface: a good frame (shrunk whole), then each family's smallest and largest grade as
+    a 128-px crop around the defect at native scale, enlarged 2x without smoothing."""
+    rows = []
+    for s in SURFACES:
+        if not (data / s).is_dir():
+            continue
+        whole = cv2.resize(cv2.imread(str(data / s / "test/good/000.png")), (cell, cell * HEIGHT // WIDTH),
+                           interpolation=cv2.INTER_AREA)
+        pad = (cell - whole.shape[0]) // 2
+        cells = [cv2.copyMakeBorder(whole, pad, cell - whole.shape[0] - pad, 0, 0, cv2.BORDER_CONSTANT,
+                                    value=(255, 255, 255))]
+        for fam in DEFECTS:
+            for g in (1, 3):
+                img = cv2.imread(str(data / s / "test" / fam / f"g{g}_000.png"))
+                ys, xs = np.nonzero(cv2.imread(str(data / s / "ground_truth" / fam / f"g{g}_000_mask.png"), 0))
+                y0 = min(max(int(ys.mean()) - 64, 0), HEIGHT - 128)
+                x0 = min(max(int(xs.mean()) - 64, 0), WIDTH - 128)
+                crop = cv2.resize(img[y0:y0 + 128, x0:x0 + 128], (cell, cell), interpolation=cv2.INTER_NEAREST)
+                cv2.putText(crop, f"{fam} g{g}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+                cells.append(crop)
+        rows.append(np.hstack(cells))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def run(data: Path, out: Path, surfaces, family: str = "patchcore") -> list[dict]:
     """Each surface trained tiled and downscaled (finished runs are reused), then judged."""
     from edge_ad.bundle import load_bundle
@@ -157,8 +184,13 @@ def main() -> None:
     ap.add_argument("--sources", default="var/hard-sources", help="where the fetched packages are unpacked")
     ap.add_argument("--surfaces", nargs="*", default=list(SURFACES))
     ap.add_argument("--run", help="train and judge on the built benchmark; runs and tables go here")
+    ap.add_argument("--grid", help="write the picture grid (JPEG) of the built benchmark here")
     args = ap.parse_args()
     data = Path(args.out)
+    if args.grid:
+        grid(data, Path(args.grid))
+        print(f"grid: {args.grid}")
+        return
     if not args.run:
         if data.exists():
             shutil.rmtree(data)
