@@ -1,6 +1,7 @@
-"""Multiply-accumulates of a bundle's graph, counted from its ONNX shapes, and what they project
-to on a Jetson: a projection from the device's stated peak and an assumed efficiency, not a
-measurement (TensorRT and a Jetson are not at hand here; measure with `edge-ad bench` there).
+"""Multiply-accumulates of a bundle's graph, counted from the shapes ONNX Runtime gives it, and
+what they project to on a Jetson: a projection from the device's stated peak and an assumed
+efficiency, not a measurement (TensorRT and a Jetson are not at hand here; measure with
+`edge-ad bench` there).
 
     python bench/flops.py var/runs/wood/bundle
     python bench/flops.py var/hiresq/patchcore_tiled_wood/bundle --frame 2448x2048 --cpu-tiles-per-s 19.2
@@ -21,7 +22,6 @@ import math
 from pathlib import Path
 
 import onnx
-from onnx import shape_inference
 
 # device: (dense FP16 TFLOPS, where the figure comes from)
 PEAKS = {
@@ -32,36 +32,33 @@ PEAKS = {
 EFFICIENCY = (0.10, 0.30)
 
 
-def _dims(vi) -> list[int]:
-    return [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
-
-
 def count_macs(path: Path) -> dict[str, int]:
-    """MACs per op type of the graph at batch 1 (a dynamic dimension counts as 1)."""
+    """MACs per op type of the graph at batch 1. The shapes are the ones ONNX Runtime really
+    produces (shape inference alone stops at the teacher's computed padding): every Conv, MatMul
+    and Gemm input and output is made a graph output and the graph is run once on a blank image."""
+    import numpy as np
+    import onnxruntime as ort
+
     model = onnx.load(str(path))
-    for vi in list(model.graph.input) + list(model.graph.output):
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1
-    model = shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {vi.name: _dims(vi) for vi in list(model.graph.value_info) + list(model.graph.input)
-              + list(model.graph.output)}
-    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    nodes = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    present = {o.name for o in model.graph.output}
+    wanted = list(dict.fromkeys(x for n in nodes for x in (n.input[0], n.input[1], n.output[0])
+                                if x not in inits and x not in present))
+    model.graph.output.extend(onnx.ValueInfoProto(name=x) for x in wanted)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    first = session.get_inputs()[0]
+    dims = [d if isinstance(d, int) else 1 for d in first.shape]
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {first.name: np.zeros(dims, np.uint8)})
+    shapes = {**inits, **{k: list(v.shape) for k, v in zip(names, values)}}
     macs: dict[str, int] = {}
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "MatMul", "Gemm") or node.output[0] not in shapes:
-            continue
+    for node in nodes:
         out = shapes[node.output[0]]
         if node.op_type == "Conv":
-            w = shapes.get(node.input[1])
-            if not w:
-                continue
-            per_output = math.prod(w[1:])  # input channels per group x kernel area
+            per_output = math.prod(shapes[node.input[1]][1:])  # input channels per group x kernel area
         else:
-            a = shapes.get(node.input[0])
-            if not a:
-                continue
-            per_output = a[-1]
+            per_output = shapes[node.input[0]][-1]
         macs[node.op_type] = macs.get(node.op_type, 0) + math.prod(out) * per_output
     return macs
 
