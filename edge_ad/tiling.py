@@ -56,15 +56,18 @@ def cut(frame: np.ndarray, corners: list[tuple[int, int]], tile: int) -> np.ndar
     return np.stack([frame[y:y + tile, x:x + tile] for y, x in corners])
 
 
+def _blend(acc: np.ndarray, weight: np.ndarray, maps: np.ndarray, corners, win: np.ndarray) -> None:
+    tile = win.shape[0]
+    for m, (y, x) in zip(maps, corners):
+        acc[y:y + tile, x:x + tile] += m * win
+        weight[y:y + tile, x:x + tile] += win
+
+
 def stitch(maps: np.ndarray, corners: list[tuple[int, int]], height: int, width: int) -> np.ndarray:
     """The tiles' maps (n, tile, tile) blended into one (height, width) float32 map."""
-    tile = maps.shape[1]
-    w = window(tile)
     acc = np.zeros((height, width), np.float32)
     weight = np.zeros((height, width), np.float32)
-    for m, (y, x) in zip(maps, corners):
-        acc[y:y + tile, x:x + tile] += m * w
-        weight[y:y + tile, x:x + tile] += w
+    _blend(acc, weight, maps, corners, window(maps.shape[1]))
     return acc / weight
 
 
@@ -92,18 +95,21 @@ def fit_frame(frame: np.ndarray, spec) -> np.ndarray:
 def score_tiled(infer, frame: np.ndarray, tile: int, overlap: float, batch: int) -> tuple[np.ndarray, float]:
     """``frame`` (H, W, C uint8, already the bundle's frame size and channels) through
     ``infer(batch_u8) -> (maps, scores)`` tile by tile: the stitched full-resolution raw map and
-    the frame's raw score."""
+    the frame's raw score. Each batch's maps are blended in as they come, so no more than one
+    batch of tile maps is held (a 12 MP frame's 336 maps would take 88 MB)."""
     h, w = frame.shape[:2]
     corners = grid(h, w, tile, overlap)
     tiles = cut(frame, corners, tile)
-    maps, scores = [], []
+    acc = np.zeros((h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    win, best = window(tile), -np.inf
     for i in range(0, len(tiles), batch):
         m, s = infer(np.ascontiguousarray(tiles[i:i + batch]))
-        maps.append(np.asarray(m, np.float32).reshape(len(m), *np.shape(m)[-2:]))
-        scores.append(np.asarray(s, np.float32).reshape(-1))
-    maps = np.concatenate(maps)
-    if maps.shape[1:] != (tile, tile):  # a graph whose map is smaller than its input
-        import cv2
+        m = np.asarray(m, np.float32).reshape(len(m), *np.shape(m)[-2:])
+        if m.shape[1:] != (tile, tile):  # a graph whose map is smaller than its input
+            import cv2
 
-        maps = np.stack([cv2.resize(m, (tile, tile), interpolation=cv2.INTER_LINEAR) for m in maps])
-    return stitch(maps, corners, h, w), float(np.concatenate(scores).max())
+            m = np.stack([cv2.resize(x, (tile, tile), interpolation=cv2.INTER_LINEAR) for x in m])
+        _blend(acc, weight, m, corners[i:i + batch], win)
+        best = max(best, float(np.max(s)))
+    return acc / weight, best

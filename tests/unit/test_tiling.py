@@ -69,5 +69,8 @@ def test_score_tiled_batches_within_the_ceiling_and_finds_the_hottest_tile():
     assert sum(calls) == 16 and max(calls) <= 5
     assert raw_score == 200 and raw_map.shape == (768, 768)
     assert np.unravel_index(raw_map.argmax(), raw_map.shape)[0] in range(700, 706)
+    corners = grid(768, 768, 256, 0.25)  # blended batch by batch, as if stitched all at once
+    whole = stitch(cut(frame, corners, 256)[..., 0].astype(np.float32), corners, 768, 768)
+    assert np.allclose(raw_map, whole, atol=1e-4)
     assert window(8).min() > 0
     assert tile_batch(256, 1024) == 19 and tile_batch(1024, 100) == 1
