@@ -163,9 +163,12 @@ def run(data: Path, out: Path, surfaces, family: str = "patchcore") -> list[dict
             if result.is_file():
                 rows.append(json.loads(result.read_text()))
                 continue
-            t0 = time.perf_counter()
-            train(family, data / s, run_dir, seed=0, tiling={"overlap": 0.25} if mode == "tiled" else None)
-            row = {"family": f"{family} {mode}", "category": s, "train_s": round(time.perf_counter() - t0, 1),
+            trained = run_dir / "train.json"  # a run stopped while judging keeps its training
+            if not trained.is_file():
+                t0 = time.perf_counter()
+                train(family, data / s, run_dir, seed=0, tiling={"overlap": 0.25} if mode == "tiled" else None)
+                trained.write_text(json.dumps({"train_s": round(time.perf_counter() - t0, 1)}) + "\n")
+            row = {"family": f"{family} {mode}", "category": s, **json.loads(trained.read_text()),
                    "latency_ms": round(_latency_ms(run_dir / "bundle"), 2)}
             tiling = load_bundle(run_dir / "bundle").manifest.tiling
             row["tiles_per_frame"] = 1 if tiling is None else len(
