@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import resource
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..assembly import SWITCH_INTERVAL_S
 from ..bundle import load_bundle
 from ..engines import create_engine
 from ..pipeline.inspector import Inspector
@@ -159,6 +161,7 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
               rounds: int = 9, threads: int = 0, backend: str = "onnxruntime", precision: str = "fp16") -> int:
     """Rounds of (raw, served fast, served slow) side by side: this machine's speed drifts with
     its neighbours' load, so each ratio is taken within a round and the median is reported."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the served process runs (edge_ad/assembly.py)
     bundle = load_bundle(bundle_path)
     frames = _frames(bundle, source)
     engine = create_engine(bundle, backend, threads=threads, precision=precision)

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -53,10 +52,6 @@ def resolve_config(args):
     return config.model_copy(update={"server": server})
 
 
-# The HTTP loop shares the interpreter with the capture and inference threads. At CPython's
-# default 5 ms switch interval a request could wait that long for a thread doing Python work
-# to yield; bench/http_bench.py measured GET /v1/result p99 at 5.5 ms that way.
-SWITCH_INTERVAL_S = 0.0005
 
 
 async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
@@ -122,7 +117,6 @@ async def _serve(config, metrics: Metrics) -> int:
 
 
 def run_serve(args) -> int:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = resolve_config(args)
     metrics = Metrics()
     log.info("request headers must arrive within %.0f s (server.header_timeout_s)", config.server.header_timeout_s)
