@@ -35,6 +35,7 @@ from ..decision.quality import QualityLimits
 from ..sources.memory import MemorySource
 
 
+MIN_FRAMES_PER_PHASE = 6  # served phases last at least this many of the engine's frame times
 FRAME_MEMORY_MB = 256  # what the bench's own decoded frames may hold (a 12 MP frame is 36 MB)
 
 
@@ -127,11 +128,12 @@ def _cpu_snapshot(engine, exclude: int, worker: int) -> tuple[dict, float]:
             return threads, done + in_call
 
 
-def _served(engine, inspector, frames, fps, seconds, warmup_s=0.5):
+def _served(engine, inspector, frames, fps, seconds, bundle_path=None, warmup_s=0.5):
     """The pipeline fed at ``fps``: results per second, per-result end-to-end seconds, and the
     pipeline's own CPU seconds per result (outside engine calls)."""
     store = ResultStore(1_000_000)
-    pipe = Pipeline(Model(engine, inspector, None, {"name": inspector.manifest.name}),
+    # the bundle's path: the hang watchdog's fresh engine is loaded from it
+    pipe = Pipeline(Model(engine, inspector, bundle_path, {"name": inspector.manifest.name}),
                     {"bench": MemorySource(frames, fps)}, store, Metrics(),
                     PipelineOptions(quality=QualityLimits()))  # as served: the guard looks at every frame
     pipe.start()
@@ -171,8 +173,11 @@ def run_bench(bundle_path: str, source: str | None, seconds: float, json_path: s
     for r in range(rounds):
         lat, provider = _raw(engine, work, one, seconds)
         raw_fps = len(lat) / sum(lat)
-        served_fps, _, _ = _served(engine, inspector, frames, 2.0 * raw_fps, seconds)
-        _, e2e, cpu_by_thread = _served(engine, inspector, frames, 0.5 * raw_fps, seconds)
+        # a served phase spans several frames even when one takes seconds (a tiled 12 MP frame:
+        # 18 s here); a frame cut by the phase's end would count its engine time but not itself
+        phase = max(seconds, MIN_FRAMES_PER_PHASE / raw_fps)
+        served_fps, _, _ = _served(engine, inspector, frames, 2.0 * raw_fps, phase, bundle.path)
+        _, e2e, cpu_by_thread = _served(engine, inspector, frames, 0.5 * raw_fps, phase, bundle.path)
         own_cpu_s = sum(cpu_by_thread.values())
         row = {"raw_fps": raw_fps, "served_fps": served_fps, "served_over_raw_fps": served_fps / raw_fps,
                "engine_p50_ms": _pct(lat, 50), "engine_p99_ms": _pct(lat, 99),

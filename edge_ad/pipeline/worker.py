@@ -252,6 +252,12 @@ class Worker:
             self._thread.start()
         return frames
 
+    def _still_calling(self) -> None:
+        """A tiled frame's next engine call begins: the hang timeout counts from here."""
+        with self._flight_lock:
+            if threading.current_thread() is self._thread and self.busy_since_mono is not None:
+                self.busy_since_mono = time.monotonic()
+
     def _engine_call(self, frames: list[Frame], call, engine: Engine):
         """``call()`` on ``engine``, watched by the supervisor. Returns (True, value) or
         (False, None) when this thread was abandoned meanwhile (nothing may be published)."""
@@ -271,7 +277,8 @@ class Worker:
     def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
         inspector = self.p.model.inspector
         try:
-            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb]), inspector.engine)
+            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb], before_call=self._still_calling),
+                                                inspector.engine)
         except Exception as exc:
             self.p.metrics.engine_errors.inc()
             future.set_exception(exc)
@@ -429,7 +436,8 @@ class Worker:
         p, inspector, decisions = self.p, model.inspector, model.decisions
         try:
             done, inspections = self._engine_call(frames, lambda: inspector.inspect(
-                [f.image_rgb for f in frames], [decisions.get(f.camera) for f in frames]), model.engine)
+                [f.image_rgb for f in frames], [decisions.get(f.camera) for f in frames],
+                before_call=self._still_calling), model.engine)
             if not done:
                 return  # abandoned after a hang: the supervisor answered these frames
         except Exception as exc:

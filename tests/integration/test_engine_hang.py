@@ -113,3 +113,44 @@ def test_healthz_fails_after_the_event_loop_stalls(bundle_dir, live_server):
     time.sleep(3.5)
     status, body, _ = get(srv.url + "/healthz")
     assert status == 503 and "event loop stalled" in json.loads(body)["reasons"][0]
+
+
+class SlowEngine(HangingEngine):
+    """Every call takes ``delay`` seconds: slow, never stuck."""
+
+    def __init__(self, engine, delay: float):
+        super().__init__(engine, hang_on=-1)
+        self.delay = delay
+
+    def infer(self, batch):
+        time.sleep(self.delay)
+        return super().infer(batch)
+
+
+def test_a_tiled_frame_longer_than_the_timeout_is_judged_when_each_call_is_not(bundle_dir, tmp_path):
+    """The timeout is per engine call: a tiled frame is one call per tile batch (here 16 calls of
+    0.15 s, 2.4 s a frame, against a 1 s timeout), and none of them hangs."""
+    import shutil
+
+    from edge_ad.bundle import TilingSpec, save_manifest
+
+    tiled_dir = tmp_path / "tiled"
+    shutil.copytree(bundle_dir, tiled_dir)
+    m = load_bundle(tiled_dir).manifest
+    save_manifest(tiled_dir, m.model_copy(update={"tiling": TilingSpec(
+        frame_width=384, frame_height=384, overlap=0.25, memory_mb=1, batch=1)}))
+    bundle = load_bundle(tiled_dir)
+    slow = SlowEngine(create_engine(bundle), delay=0.15)
+    metrics = Metrics()
+    frames = [np.random.default_rng(i).integers(60, 200, (384, 384, 3), np.uint8) for i in range(2)]
+    store = ResultStore()
+    pipe = Pipeline(Model.of(slow, bundle.manifest, bundle.path), {"cam0": MemorySource(frames, 1)}, store,
+                    metrics, PipelineOptions(engine_factory=create_engine, hang_timeout_s=1.0))
+    pipe.start()
+    try:
+        wait_for(lambda: store.last_seq >= 2, timeout=30)
+        results = store.after(0, 10)
+    finally:
+        pipe.stop()
+    assert metrics.engine_hangs._value.get() == 0
+    assert all(r.verdict != "FAULT" for r in results), [(r.verdict, r.reason) for r in results]
