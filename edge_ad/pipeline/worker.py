@@ -45,6 +45,11 @@ class RequestsFull(Exception):
     """The engine's queue of uploaded images is full: the line comes first."""
 
 
+class Stopping(Exception):
+    """The pipeline stops while a tiled frame is between tile batches: the frame is dropped
+    unjudged (never numbered), so that stop() waits one batch, not a whole 12 MP frame."""
+
+
 @dataclass(frozen=True)
 class Model:
     """The model in force. Replaced as one reference, and only by the worker."""
@@ -253,7 +258,10 @@ class Worker:
         return frames
 
     def _still_calling(self) -> None:
-        """A tiled frame's next engine call begins: the hang timeout counts from here."""
+        """A tiled frame's next engine call begins: the hang timeout counts from here (and a
+        stopping pipeline ends the frame here)."""
+        if self.p.stopping.is_set():
+            raise Stopping()
         with self._flight_lock:
             if threading.current_thread() is self._thread and self.busy_since_mono is not None:
                 self.busy_since_mono = time.monotonic()
@@ -279,6 +287,9 @@ class Worker:
         try:
             done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb], before_call=self._still_calling),
                                                 inspector.engine)
+        except Stopping:
+            future.set_exception(RuntimeError("the service stopped while this image was inspected"))
+            return
         except Exception as exc:
             self.p.metrics.engine_errors.inc()
             future.set_exception(exc)
@@ -440,6 +451,8 @@ class Worker:
                 before_call=self._still_calling), model.engine)
             if not done:
                 return  # abandoned after a hang: the supervisor answered these frames
+        except Stopping:
+            return  # shutting down between tile batches: unjudged, so never numbered
         except Exception as exc:
             log.exception("engine failure")
             p.metrics.engine_errors.inc()

@@ -127,9 +127,9 @@ class SlowEngine(HangingEngine):
         return super().infer(batch)
 
 
-def test_a_tiled_frame_longer_than_the_timeout_is_judged_when_each_call_is_not(bundle_dir, tmp_path):
-    """The timeout is per engine call: a tiled frame is one call per tile batch (here 16 calls of
-    0.15 s, 2.4 s a frame, against a 1 s timeout), and none of them hangs."""
+def _slow_tiled(bundle_dir, tmp_path, delay):
+    """The fixture bundle judging 384 x 384 frames in 16 tiles, one engine call each, every call
+    ``delay`` seconds long."""
     import shutil
 
     from edge_ad.bundle import TilingSpec, save_manifest
@@ -140,12 +140,19 @@ def test_a_tiled_frame_longer_than_the_timeout_is_judged_when_each_call_is_not(b
     save_manifest(tiled_dir, m.model_copy(update={"tiling": TilingSpec(
         frame_width=384, frame_height=384, overlap=0.25, memory_mb=1, batch=1)}))
     bundle = load_bundle(tiled_dir)
-    slow = SlowEngine(create_engine(bundle), delay=0.15)
+    slow = SlowEngine(create_engine(bundle), delay=delay)
     metrics = Metrics()
     frames = [np.random.default_rng(i).integers(60, 200, (384, 384, 3), np.uint8) for i in range(2)]
     store = ResultStore()
     pipe = Pipeline(Model.of(slow, bundle.manifest, bundle.path), {"cam0": MemorySource(frames, 1)}, store,
                     metrics, PipelineOptions(engine_factory=create_engine, hang_timeout_s=1.0))
+    return pipe, store, metrics, slow
+
+
+def test_a_tiled_frame_longer_than_the_timeout_is_judged_when_each_call_is_not(bundle_dir, tmp_path):
+    """The timeout is per engine call: a tiled frame is one call per tile batch (here 16 calls of
+    0.15 s, 2.4 s a frame, against a 1 s timeout), and none of them hangs."""
+    pipe, store, metrics, _ = _slow_tiled(bundle_dir, tmp_path, 0.15)
     pipe.start()
     try:
         wait_for(lambda: store.last_seq >= 2, timeout=30)
@@ -154,3 +161,21 @@ def test_a_tiled_frame_longer_than_the_timeout_is_judged_when_each_call_is_not(b
         pipe.stop()
     assert metrics.engine_hangs._value.get() == 0
     assert all(r.verdict != "FAULT" for r in results), [(r.verdict, r.reason) for r in results]
+
+
+def test_stop_ends_a_tiled_frame_between_batches_and_numbers_nothing_for_it(bundle_dir, tmp_path):
+    """A 12 MP frame takes seconds; stop() must not wait for it (nor leave the engine running
+    under an exiting process): the frame ends at its next tile batch, unjudged."""
+    pipe, store, metrics, slow = _slow_tiled(bundle_dir, tmp_path, 0.3)  # 4.8 s a frame
+    pipe.start()
+    try:
+        wait_for(lambda: pipe.worker.ready.is_set(), timeout=30)
+        calls = slow.calls
+        wait_for(lambda: slow.calls >= calls + 3, timeout=30)  # inside a frame
+        seq = store.last_seq
+        t0 = time.monotonic()
+    finally:
+        pipe.stop(timeout=5.0)
+    stopped_s = time.monotonic() - t0
+    assert not pipe.worker.alive and stopped_s < 2.0, stopped_s
+    assert store.last_seq == seq  # the frame in flight was not numbered
