@@ -285,8 +285,8 @@ class Worker:
     def _inspect_one(self, frame_rgb: np.ndarray, future: Future) -> None:
         inspector = self.p.model.inspector
         try:
-            done, inspections = self._engine_call([], lambda: inspector.inspect([frame_rgb], before_call=self._still_calling),
-                                                inspector.engine)
+            done, inspections = self._engine_call(
+                [], lambda: inspector.inspect([frame_rgb], before_call=self._still_calling), inspector.engine)
         except Stopping:
             future.set_exception(RuntimeError("the service stopped while this image was inspected"))
             return
