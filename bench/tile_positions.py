@@ -33,20 +33,24 @@ from edge_ad.engines import create_engine
 from edge_ad.evaluation.dataset import test_set
 from edge_ad.evaluation.metrics import auroc
 from edge_ad.imageio import read_image, to_model_input
-from edge_ad.tiling import cut, fit_frame, grid
+from edge_ad.tiling import fit_frame, score_tiled
 
 
 def tile_scores(engine, bundle, paths) -> np.ndarray:
-    """(frames, positions) raw tile scores."""
+    """(frames, positions) raw tile scores, recorded from the one tiling every path runs
+    (edge_ad/tiling.py's score_tiled), so the positions are the bundle's own."""
     spec, tiling = bundle.manifest.input, bundle.manifest.tiling
-    corners = grid(tiling.frame_height, tiling.frame_width, spec.height, tiling.overlap)
     out = []
     for p in tqdm(paths, desc="frames", unit="frame", file=sys.stderr):
         frame = to_model_input(fit_frame(read_image(p), tiling), tiling.frame_height, tiling.frame_width, spec.channels)
-        tiles = cut(frame, corners, spec.height)
-        scores = [engine.infer(np.ascontiguousarray(tiles[i:i + tiling.batch]))[1]
-                  for i in range(0, len(tiles), tiling.batch)]
-        out.append(np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in scores]))
+        calls = []
+
+        def infer(batch):
+            maps, scores = engine.infer(batch)
+            calls.append(np.asarray(scores, np.float64).reshape(-1))
+            return maps, scores
+        score_tiled(infer, frame, spec.height, tiling.overlap, tiling.batch)
+        out.append(np.concatenate(calls))
     return np.stack(out)
 
 
