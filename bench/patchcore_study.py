@@ -33,6 +33,7 @@ from edge_ad.evaluation.metrics import auroc  # noqa: E402
 from export.bundle_writer import fold_map_normalization  # noqa: E402
 from export.data import load_images, normal_images, split_holdout  # noqa: E402
 from export.models.base import TrainSettings, create  # noqa: E402
+from export.train import load_checkpoint  # noqa: E402
 
 SUBSETS = {
     "joint (shipped)": ["joint"],
@@ -44,6 +45,13 @@ FLOOR_SUBSETS = {  # with --floor: the knn floor's random bank instead of the co
     "random (the knn floor)": ["random"],
     "random+colour+place": ["random", "random colour", "place"],
     "random+place": ["random", "place"],
+}
+FLOW_SUBSETS = {  # with --flow: fastflow's map (a learned density) beside the floor's colour maps
+    "flow": ["flow"],
+    "flow+place": ["flow", "place"],
+    "flow+colour+place": ["flow", "random colour", "place"],
+    "flow+random": ["flow", "random"],
+    "flow+random+colour+place": ["flow", "random", "random colour", "place"],
 }
 SEPARATE_SUBSETS = {  # with --separate: a second fit, a bank per stage
     "s4+s8+s16": ["s4", "s8", "s16"],
@@ -63,8 +71,12 @@ def _maps(model, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(out)
 
 
-def surface_maps(surface: Path, bank: int, separate: bool, floor: bool = False) -> tuple[dict, dict, np.ndarray, list]:
-    """Every map of every test and held-out image: {name: (N, H, W)}, for both splits."""
+def surface_maps(surface: Path, bank: int, separate: bool, floor: bool = False,
+                 flow: Path | None = None) -> tuple[dict, dict, np.ndarray, list]:
+    """Every map of every test and held-out image: {name: (N, H, W)}, for both splits.
+
+    ``flow``: also fastflow's map, from ``flow/fastflow_SURFACE/checkpoint.pt`` where
+    bench/quality.py left one (the same split and seed), else trained here (~5 min)."""
     paths = normal_images(surface)
     train_p, hold_p = split_holdout(paths, 0)
     as_t = lambda u8: torch.from_numpy(u8).permute(0, 3, 1, 2).float()  # noqa: E731
@@ -77,11 +89,27 @@ def surface_maps(surface: Path, bank: int, separate: bool, floor: bool = False) 
         designs = [(["random", "random colour", "place"], dict(family="knn", colour=True))]
     if separate:
         designs.append((["s4", "s8", "s16"], dict(scales="separate")))
+    if flow is not None:
+        designs.append((["flow"], dict(family="fastflow")))
     for names, spec in designs:
         torch.manual_seed(0)
         spec = dict(spec)
-        model = create(spec.pop("family", "patchcore"), size=256, bank_size=bank, **spec)
-        model.fit(train, TrainSettings(steps=bank), None)
+        family = spec.pop("family", "patchcore")
+        run = None if flow is None else flow / f"{family}_{surface.name}"
+        kept = [p for p in (run / "checkpoint.pt", run / "study-checkpoint.pt") if p.is_file()] if run else []
+        if family == "fastflow" and kept:
+            model = load_checkpoint(kept[0])[0]
+            print(f"{surface.name}: fastflow from {kept[0]}", flush=True)
+        elif family == "fastflow":
+            print(f"{surface.name}: training fastflow ({create(family).default_steps} steps) …", flush=True)
+            model = create(family, size=256)
+            model.fit(train, TrainSettings(steps=model.default_steps), None)
+            run.mkdir(parents=True, exist_ok=True)  # kept for the next run of the study
+            torch.save({"family": family, "config": model.config(), "state_dict": model.state_dict()},
+                       run / "study-checkpoint.pt")
+        else:
+            model = create(family, size=256, bank_size=bank, **spec)
+            model.fit(train, TrainSettings(steps=bank), None)
         model.eval()
         fold_map_normalization(model, hold_u8)
         t, h = _maps(model, test), _maps(model, as_t(hold_u8))
@@ -113,17 +141,22 @@ def main() -> None:
     ap.add_argument("--bank", type=int, default=4096)
     ap.add_argument("--separate", action="store_true", help="also the bank-per-stage design (a slow second fit)")
     ap.add_argument("--floor", action="store_true", help="the colour maps on the knn floor's random bank instead")
+    ap.add_argument("--flow", type=Path, metavar="RUNS", help="fastflow's map beside the floor's maps (implies "
+                    "--floor); reuses RUNS/fastflow_SURFACE/checkpoint.pt from bench/quality.py where there is one")
     ap.add_argument("--out", default="var/study", help="each surface's figures are kept here and reused")
     args = ap.parse_args()
-    subsets = FLOOR_SUBSETS if args.floor else {**SUBSETS, **(SEPARATE_SUBSETS if args.separate else {})}
+    args.floor = args.floor or args.flow is not None
+    subsets = ({**FLOOR_SUBSETS, **FLOW_SUBSETS} if args.flow else FLOOR_SUBSETS) if args.floor else \
+        {**SUBSETS, **(SEPARATE_SUBSETS if args.separate else {})}
     results: dict[tuple[str, str], dict[str, dict]] = {}
     for surface in args.surfaces:
-        cache = Path(args.out) / f"{surface}{'-separate' if args.separate else ''}{'-floor' if args.floor else ''}.json"
+        tag = f"{'-separate' if args.separate else ''}{'-floor' if args.floor else ''}{'-flow' if args.flow else ''}"
+        cache = Path(args.out) / f"{surface}{tag}.json"
         if cache.is_file():
             per = json.loads(cache.read_text())
         else:
             test_maps, hold_maps, labels, samples = surface_maps(Path(args.data) / surface, args.bank,
-                                                                 args.separate, args.floor)
+                                                                 args.separate, args.floor, args.flow)
             kinds = sorted({s.defect for s in samples} - {"good"})
             per = {}
             for (subset, names), fusion in itertools.product(subsets.items(), FUSIONS):
