@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .base import MapModel, TrainSettings, register
 from ..backbone import TEACHER_STAGES, Teacher
 
-SCALES = ("joint", "separate")
+SCALES = ("joint", "separate", "none")
 MAX_POOL = 1 << 17  # patches the coreset searches (60 images of 256 px give 61 440)
 FUSIONS = ("mean", "max", "calibrated")
 
@@ -39,7 +39,9 @@ class PatchCore(MapModel):
     original design). ``"separate"``: a bank per stage, each searched at the stage's own
     resolution (stride 4, 8, 16), each map normalized on its own statistics, so that a faint
     colour change the stride-4 stage sees is not averaged away by the deeper stages; the maps are
-    fused by their ``fuse`` (mean, or the maximum: any stage that sees it)."""
+    fused by their ``fuse`` (mean, or the maximum: any stage that sees it). ``"none"``: no
+    teacher bank and no teacher, only the two colour maps (``colour=True``): the colour half of
+    a fusion whose deep map comes from another family (flowfused.py)."""
 
     family = "patchcore"
     default_steps = 4096  # the memory bank's size
@@ -49,17 +51,20 @@ class PatchCore(MapModel):
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 3,
                  scales: str = "joint", fuse: str = "mean", colour: bool = False):
-        if scales not in SCALES or fuse not in FUSIONS:
-            raise ValueError(f"scales must be one of {SCALES} and fuse one of {FUSIONS}")
-        deep = 1 if scales == "joint" else len(TEACHER_STAGES)
+        if scales not in SCALES or fuse not in FUSIONS or (scales == "none" and not colour):
+            raise ValueError(f"scales must be one of {SCALES} (\"none\" with colour) and fuse one of {FUSIONS}")
+        deep = {"joint": 1, "separate": len(TEACHER_STAGES), "none": 0}[scales]
         super().__init__(size, blur_sigma, n_maps=deep + (2 if colour else 0))
         self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
                             bank_size=bank_size, blur_sigma=blur_sigma, neighbours=neighbours,
                             scales=scales, fuse=fuse, colour=colour)
         self.neighbours, self.scales, self.fuse, self.colour = neighbours, scales, fuse, colour
-        self.teacher = Teacher(backbone, backbone_weights)
-        stage_channels = [self.teacher.backbone.stage_channels[i] for i in TEACHER_STAGES]
-        self._channels = [self.teacher.channels] if scales == "joint" else stage_channels
+        if scales == "none":
+            self.teacher, self._channels = None, []
+        else:
+            self.teacher = Teacher(backbone, backbone_weights)
+            stage_channels = [self.teacher.backbone.stage_channels[i] for i in TEACHER_STAGES]
+            self._channels = [self.teacher.channels] if scales == "joint" else stage_channels
         if fuse == "calibrated":  # each map's image maxima on good images: their centre and spread
             self.register_buffer("img_mid", torch.zeros(self.n_maps, 1, 1))
             self.register_buffer("img_spread", torch.ones(self.n_maps, 1, 1))
@@ -101,7 +106,9 @@ class PatchCore(MapModel):
     def _stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One raw feature map per bank: the joined teacher map, or each stage at its own
         stride with the teacher's 3x3 neighbourhood aggregation; then the local colour."""
-        if self.scales == "joint":
+        if self.scales == "none":
+            out = []
+        elif self.scales == "joint":
             out = [self.teacher(x)]
         else:
             b = self.teacher.backbone
@@ -128,8 +135,8 @@ class PatchCore(MapModel):
     def patch_maps(self, x: torch.Tensor) -> torch.Tensor:
         feats = self._stage_features(x)
         maps = [self._nearest(f, j) for j, f in enumerate(feats)]
-        if self.scales == "joint":
-            out = maps[:1]
+        if self.scales in ("joint", "none"):
+            out = maps[:len(maps) - (1 if self.colour else 0)]
         else:
             s4, s8, s16 = maps[:3]
             # to the stride-8 grid: a stride-4 peak kept by its maximum, stride 16 interpolated

@@ -33,7 +33,7 @@ def _torch_vs_engine(run, export_demo_root):
 # included, is held to the parity gate's own fp32 bar: |Δ score| within 1e-3 of the threshold
 # scale (edge_ad.parity). Relative to the raw score it is not judged: a good image scoring near
 # zero turns rounding into 1e-4 relative on one BLAS and not on another.
-FAMILIES = {"rd": 60, "fastflow": 60, "patchcore": 512, "knn": 512, "fused": 512}
+FAMILIES = {"rd": 60, "fastflow": 60, "flowfused": 60, "patchcore": 512, "knn": 512, "fused": 512}
 # largest |Δ map| ONNX Runtime vs torch, in raw map units (normal pixels span about 0..0.1);
 # 3e-6 to 6e-6 measured
 MAP_ATOL = 1e-4
@@ -56,7 +56,8 @@ def test_every_family_trains_exports_and_matches_torch(family, export_demo_root,
     # fused maps are in units of their image maxima's spread (about -2..5 on good images, not
     # 0..0.1): their map is held to the gate's bar in threshold scales, like the score
     # (measured: 1.6e-4 of the scale)
-    map_bar = TOLERANCES["fp32"].score * bundle.manifest.thresholds.image.scale if family == "fused" else MAP_ATOL
+    calibrated = family in ("fused", "flowfused")
+    map_bar = TOLERANCES["fp32"].score * bundle.manifest.thresholds.image.scale if calibrated else MAP_ATOL
     assert diff["map_abs"] < map_bar, stated
     assert o_map.shape == (len(labels), 128, 128)
     cal = bundle.manifest.calibration
@@ -70,7 +71,7 @@ def test_every_family_trains_exports_and_matches_torch(family, export_demo_root,
     assert roc_auc_score(labels, o_score) >= (0.9 if family == "patchcore" else 0.75)
 
 
-@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "patchcore", "knn", "fused"])
+@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "flowfused", "patchcore", "knn", "fused"])
 def test_every_family_takes_a_grayscale_camera(family, export_demo_root, tmp_path):
     steps = 256 if family in ("patchcore", "knn", "fused") else 10
     code_path = tmp_path / family

@@ -27,7 +27,8 @@ def _constant_names(graph) -> set[str]:
             | {o for n in graph.node if n.op_type == "Constant" for o in n.output})
 
 
-VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("patchcore", {}), ("knn", {}), ("fused", {}),
+VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("flowfused", {}), ("patchcore", {}), ("knn", {}),
+            ("fused", {}),
             ("patchcore", {"scales": "separate", "colour": True, "fuse": "calibrated"})]
 
 
@@ -35,7 +36,7 @@ VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("patchcore", {})
                          "-".join(map(str, v.values())) or "default")
 def test_exported_graph_uses_only_what_tensorrt_parses(family, options, tmp_path):
     torch.manual_seed(0)
-    extra = {"bank_size": 64, **options} if family in ("patchcore", "knn", "fused") else {}
+    extra = {"bank_size": 64, **options} if family in ("patchcore", "knn", "fused", "flowfused") else {}
     path = export_onnx(create(family, size=64, **extra), 64, 3, tmp_path / "model.onnx")
     proto = onnx.load(str(path))
     graph = proto.graph

@@ -13,7 +13,8 @@ from export.models.base import TrainSettings, create, from_config
 from export.onnx_export import export_onnx
 
 OPTIONS = [dict(scales="separate"), dict(colour=True, fuse="max"),
-           dict(scales="separate", colour=True, fuse="calibrated")]
+           dict(scales="separate", colour=True, fuse="calibrated"),
+           dict(scales="none", colour=True, fuse="calibrated")]  # the colour half of flowfused
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -36,7 +37,9 @@ def _fitted(options):
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
 def test_a_variant_exports_and_scores_as_the_module_does(options, tmp_path):
     model, train = _fitted(options)
-    assert model.n_maps == (3 if options.get("scales") == "separate" else 1) + (2 if options.get("colour") else 0)
+    deep = {"separate": 3, "none": 0}.get(options.get("scales"), 1)
+    assert model.n_maps == deep + (2 if options.get("colour") else 0)
+    assert (model.teacher is None) == (deep == 0)  # no teacher bank: no backbone in the graph
     x = _images(2, 3)
     with torch.no_grad():
         ref_map, ref_score = model(x)
@@ -75,6 +78,8 @@ def test_a_checkpoint_from_before_the_options_rebuilds_the_original_design():
 def test_unknown_options_are_refused():
     with pytest.raises(ValueError, match="scales"):
         create("patchcore", size=64, bank_size=16, scales="pyramid")
+    with pytest.raises(ValueError, match="colour"):  # no bank at all
+        create("patchcore", size=64, bank_size=16, scales="none")
 
 
 def test_a_frames_tiles_leave_the_bank_together():
