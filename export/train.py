@@ -1,6 +1,7 @@
 """``edge-ad train``: normal images → trained model → ``RUN/checkpoint.pt`` + calibrated bundle."""
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 import time
@@ -30,19 +31,15 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
           steps: int | None = None, device: str = "cpu", seed: int = 0, channels: int = 3,
           name: str | None = None, target_fpr: float = 0.01, simplify: bool = False,
           backbone: str = "lite0", backbone_weights: str | None = None, autoencoder: bool = True,
-          tiling: dict | None = None) -> Path:
+          jitter: int = 0, tiling: dict | None = None) -> Path:
     """``tiling``: ``{overlap, frame, memory_mb}`` to train on tiles of full-resolution frames
     (``--tile``); the bundle then judges whole frames tiled (edge_ad/tiling.py)."""
     out = Path(out)
     torch.manual_seed(seed)
     np.random.seed(seed)
     if device == "cuda" and not torch.cuda.is_available():
-        from edge_ad.errors import EdgeAdError
-
         raise EdgeAdError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     if size % 32 or not 64 <= size <= 1024:
-        from edge_ad.errors import EdgeAdError
-
         raise EdgeAdError(f"--size {size}: use a multiple of 32 between 64 and 1024")
     paths = normal_images(data)
     train_paths, hold_paths = split_holdout(paths, seed)
@@ -54,15 +51,16 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     if family == "efficientad":
         extra["autoencoder"] = autoencoder
     elif not autoencoder:
-        from edge_ad.errors import EdgeAdError
-
         raise EdgeAdError("--no-autoencoder applies to --model efficientad only")
+    if jitter:
+        if "jitter" not in inspect.signature(cls).parameters or jitter < 0:
+            raise EdgeAdError(f"--jitter {jitter}: a positive count, for a family that learns from "
+                              f"jittered copies (fastflow, flowfused), not {family}")
+        extra["jitter"] = jitter
     try:
         model = create(family, size=size, backbone=settings.backbone,
                        backbone_weights=settings.backbone_weights, **extra)
     except (RuntimeError, OSError, pickle.UnpicklingError) as exc:  # not installed, missing, not this variant
-        from edge_ad.errors import EdgeAdError
-
         raise EdgeAdError(f"cannot load the {backbone} backbone: {exc}") from exc
     spec, hold_frames = None, None
     if tiling is None:

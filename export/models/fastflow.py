@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import MapModel, TrainSettings, gradient_steps, register
 from ..backbone import Teacher
+from ..jitter import jittered
 
 SCALE_CLAMP = 2.0  # |log s| ≤ 2: keeps the flow stable with few training images
 
@@ -50,12 +51,16 @@ class Coupling(nn.Module):
 @register
 class FastFlow(MapModel):
     family = "fastflow"
+    legacy_config = {"jitter": 0}  # checkpoints from before the jittered copies
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
-                 blocks: int = 6, hidden: int = 128, blur_sigma: float = 4.0):
+                 blocks: int = 6, hidden: int = 128, blur_sigma: float = 4.0, jitter: int = 0):
+        """``jitter``: camera-jittered copies of each training image the flow also learns
+        from (export/jitter.py): without them a vibrating camera's good frames look unlikely."""
         super().__init__(size, blur_sigma)
         self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
-                            blocks=blocks, hidden=hidden, blur_sigma=blur_sigma)
+                            blocks=blocks, hidden=hidden, blur_sigma=blur_sigma, jitter=jitter)
+        self.jitter = jitter
         self.teacher = Teacher(backbone, backbone_weights)
         c = self.teacher.channels
         self.register_buffer("f_mean", torch.zeros(1, c, 1, 1))
@@ -84,6 +89,7 @@ class FastFlow(MapModel):
         device = torch.device(settings.device)
         self.to(device)
         self.teacher.eval()
+        images = jittered(images, self.jitter, settings.seed)
         with torch.no_grad():
             feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
         self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))

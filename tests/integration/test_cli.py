@@ -54,6 +54,14 @@ def test_bad_input_is_one_clear_line(args, message):
     assert len([x for x in r.stderr.splitlines() if x.startswith("edge-ad: error")]) == 1
 
 
+@pytest.mark.export
+def test_jitter_for_a_family_that_does_not_learn_from_it_is_refused(export_demo_root, tmp_path):
+    r = edge_ad("train", "--model", "patchcore", "--jitter", "3", "--data", str(export_demo_root / "wood"),
+                "--out", str(tmp_path / "run"))
+    assert r.returncode == 1 and "--jitter 3" in r.stderr and "fastflow" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
 def test_check_validates_config_model_engine_and_source(bundle_dir, demo_root, tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(f"model: {bundle_dir}\ncameras:\n  - source: file://{demo_root}/video/wood_line.avi\n")
