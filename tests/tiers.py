@@ -24,7 +24,9 @@ FULL_SUITE_ONLY = {
     "unit/test_backbone.py": "export",
     "unit/test_calibrate.py": "export",
     "unit/test_demo_data.py": "export",
+    "unit/test_flowfused.py": "export",
     "unit/test_graph_ops.py": "export",
+    "unit/test_jitter.py": "export",
     "unit/test_model_configs.py": "export",
     "unit/test_patchcore_variants.py": "export",
     "integration/test_calibrate_cmd.py": "export",  # `edge-ad calibrate` is export/'s (scipy)
