@@ -208,5 +208,7 @@ class MapModel(AnomalyModel):
             mean = smooth(maps.mean(0)[:, None])[:, 0]
             std = smooth(maps.std(0)[:, None])[:, 0]
         self.pix_mean.copy_(mean)
-        floor = std.mean(dim=(1, 2), keepdim=True) * 0.1
+        # a map with no spread at all on its training images (a bank that holds every training
+        # patch gives them all distance 0) still divides by a finite number
+        floor = (std.mean(dim=(1, 2), keepdim=True) * 0.1).clamp_min(1e-6)
         self.pix_std.copy_(torch.maximum(std, floor))
