@@ -16,7 +16,7 @@ from edge_ad.errors import EdgeAdError
 
 from .bundle_writer import fold_map_normalization, write_bundle
 from .data import data_hash, load_frames, load_images, normal_images, split_holdout, tiles_of
-from .models.base import TrainSettings, create, family_class, from_config
+from .models.base import TrainSettings, create, families, family_class, from_config
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,10 @@ def train(family: str, data: str | Path, out: str | Path, *, size: int = 256,
     elif not autoencoder:
         raise EdgeAdError("--no-autoencoder applies to --model efficientad only")
     if jitter:
-        if "jitter" not in inspect.signature(cls).parameters or jitter < 0:
+        takes = [f for f in families() if "jitter" in inspect.signature(family_class(f)).parameters]
+        if family not in takes or jitter < 0:
             raise EdgeAdError(f"--jitter {jitter}: a positive count, for a family that learns from "
-                              f"jittered copies (fastflow, flowfused), not {family}")
+                              f"jittered copies ({', '.join(takes)}), not {family}")
         extra["jitter"] = jitter
     try:
         model = create(family, size=size, backbone=settings.backbone,
