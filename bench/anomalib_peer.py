@@ -64,6 +64,11 @@ class Lite0Layers(torch.nn.Module):
         self.net = load_backbone("lite0").eval()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # anomalib's own TimmFeatureExtractor puts its network in eval mode on every call, so
+        # PatchcoreModel.train() never reaches it. This stand-in must do the same: in train mode
+        # its BatchNorm layers normalized the memory bank's features by each batch of 8 and the
+        # test features by the running statistics, and the bank matched nothing (0.54 AUROC).
+        self.net.eval()
         x = (x * 127.5 + 127.5 - 127.0) / 128.0  # to the weights' own (x - 127) / 128
         feats = self.net.features(x, upto_stage=3)
         return {"layer2": feats[2], "layer3": feats[3]}
@@ -73,6 +78,7 @@ class Lite0Stages(Lite0Layers):
     """The same Lite0, its stride-4, 8 and 16 stages as the list anomalib's FastFlow reads."""
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.net.eval()  # as above (anomalib's FastflowModel also calls eval() on it first)
         x = (x * 127.5 + 127.5 - 127.0) / 128.0
         feats = self.net.features(x, upto_stage=3)
         return [feats[1], feats[2], feats[3]]
