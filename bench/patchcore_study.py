@@ -45,6 +45,7 @@ FLOOR_SUBSETS = {  # with --floor: the knn floor's random bank instead of the co
     "random (the knn floor)": ["random"],
     "random+colour+place": ["random", "random colour", "place"],
     "random+place": ["random", "place"],
+    "random+colour": ["random", "random colour"],  # without the place map, which sees camera shifts
 }
 FLOW_SUBSETS = {  # with --flow: fastflow's map (a learned density) beside the floor's colour maps
     "flow": ["flow"],
