@@ -187,6 +187,7 @@ def main() -> None:
     ap.add_argument("--sources", default="var/hard-sources", help="where the fetched packages are unpacked")
     ap.add_argument("--surfaces", nargs="*", default=list(SURFACES))
     ap.add_argument("--run", help="train and judge on the built benchmark; runs and tables go here")
+    ap.add_argument("--family", default=None, help="the family to train tiled and downscaled (default: train's default)")
     ap.add_argument("--grid", help="write the picture grid (JPEG) of the built benchmark here")
     args = ap.parse_args()
     data = Path(args.out)
@@ -202,7 +203,9 @@ def main() -> None:
         return
     from quality import defect_table, table
 
-    rows = run(data, Path(args.run), args.surfaces)
+    from export.models.catalog import DEFAULT_FAMILY
+
+    rows = run(data, Path(args.run), args.surfaces, args.family or DEFAULT_FAMILY)
     text = table(rows) + "\n\n" + defect_table(rows)
     (Path(args.run) / "table.md").write_text(text + "\n")
     print(text)
