@@ -21,7 +21,8 @@ stages under anomalib's layer names; the pre-processing is anomalib's Lite0 norm
 needs no held-out set; edge-ad keeps 12 of them for its threshold). Each surface's result is
 written to OUT/anomalib-FAMILY_SURFACE/result.json in bench/quality.py's row format, so
 quality.py's tables include it. Latency: the ONNX export of the same module on ONNX Runtime
-CPU, one thread, beside this repository's patchcore graph for that surface when OUT holds one.
+CPU, one thread, in interleaved rounds beside every edge-ad bundle of that surface that
+bench/quality.py left in OUT (``edge_ad_latency_ms``, by family).
 """
 from __future__ import annotations
 
@@ -192,19 +193,21 @@ def run(surface: Path, out: Path, family: str, epochs: int) -> dict:
             if ix.any():
                 row["per_grade"].setdefault(kind, {})[g] = auroc(
                     np.r_[np.zeros(good.sum()), np.ones(ix.sum())], np.r_[scores[good], scores[ix]])
-    ours = out / f"patchcore_{surface.name}" / "bundle" / "model.onnx"
+    # every edge-ad bundle bench/quality.py left in OUT for this surface, timed beside the peer
+    ours = {d.name.rsplit("_", 1)[0]: d / "bundle" / "model.onnx"
+            for d in sorted(out.glob(f"*_{surface.name}")) if not d.name.startswith("anomalib-")
+            and (d / "bundle" / "model.onnx").is_file()}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "peer.onnx"
         torch.onnx.export(_Scores(model), (test[:1],), str(onnx_path), input_names=["input"],
                           output_names=["pred_score", "anomaly_map"], dynamo=False, opset_version=17)
-        peer_ms, ours_ms = [], []
+        peer_ms, ours_ms = [], {name: [] for name in ours}
         for _ in range(5):  # interleaved rounds, side by side in this run
             peer_ms.append(_ort_ms(onnx_path))
-            if ours.is_file():
-                ours_ms.append(_ort_ms(ours))
+            for name, graph in ours.items():
+                ours_ms[name].append(_ort_ms(graph))
     row["latency_ms"] = round(statistics.median(peer_ms), 2)
-    if ours_ms:
-        row["edge_ad_patchcore_latency_ms"] = round(statistics.median(ours_ms), 2)
+    row["edge_ad_latency_ms"] = {name: round(statistics.median(ms), 2) for name, ms in ours_ms.items()}
     return row
 
 
@@ -226,8 +229,8 @@ def main() -> None:
             row = run(data / s, out, family, args.epochs)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(json.dumps(row, indent=1) + "\n")
-            print(json.dumps({k: row[k] for k in ("category", "image_auroc", "pixel_auroc", "train_s", "latency_ms")}),
-                  flush=True)
+            print(json.dumps({k: row[k] for k in ("category", "image_auroc", "pixel_auroc", "train_s", "latency_ms",
+                                                  "edge_ad_latency_ms", "per_defect")}), flush=True)
 
 
 if __name__ == "__main__":
