@@ -17,8 +17,9 @@ bench/patchcore_study.py (docs/benchmarks.md has the table): a bank per teacher 
 own stride (``scales="separate"``); two local-colour maps (``colour=True``: a bank of 16-pixel
 mean colours, and each colour against its location's normal mean and spread); and the maps
 fused by their mean, their maximum, or ``"calibrated"``: each in units of the spread of its own
-image maxima on good images, then the maximum. The default stays the original design until a
-variant wins on that benchmark as a whole.
+image maxima on good images, then the maximum. None of these variants is a default: the default
+family is ``knn`` (below), the same bank drawn at random, which ranked ahead of the coreset on
+every benchmark measured (export/models/catalog.py).
 """
 from __future__ import annotations
 
@@ -270,8 +271,10 @@ def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> t
 
 @register
 class NearestNeighbourBaseline(PatchCore):
-    """The floor to beat: the same teacher features and the same in-graph nearest-neighbour
-    distance, to the one nearest of patches drawn at random (no coreset, no learning)."""
+    """The floor to beat, and the default family: the same teacher features and the same
+    in-graph nearest-neighbour distance, to the one nearest of patches drawn at random (no
+    coreset, no learning). With camera noise in every image a k-centre coreset spends its
+    vectors on the rarest normal patches; drawn at random, the bank covers the common ones."""
 
     family = "knn"
 
