@@ -25,27 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.jitter import jittered  # noqa: E402
 from export.models import fastflow  # noqa: E402
-from export.models.base import gradient_steps  # noqa: E402
 
 
-def fit_per_position(self, images, settings, progress=None) -> dict:
-    """FastFlow.fit with per-position statistics; everything else as the family does it."""
-    device = torch.device(settings.device)
-    self.to(device)
-    self.teacher.eval()
-    images = jittered(images, self.jitter, settings.seed)
-    with torch.no_grad():
-        feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
+def per_position_stats(self, feats: torch.Tensor) -> None:
+    """Replaces FastFlow.fit_feature_stats: each location's own mean and spread."""
     self.f_mean = feats.mean(dim=0, keepdim=True)
     self.f_std = (feats.var(dim=0, keepdim=True) + 0.1 * feats.var(dim=(0, 2, 3), keepdim=True)).sqrt()
-    opt = torch.optim.Adam(self.flow.parameters(), lr=settings.lr, weight_decay=1e-5)
-    loss = gradient_steps(opt, settings, len(feats),
-                          lambda idx: self._nll(feats[idx]).mean() / feats.shape[1], progress)
-    self.eval()
-    self.fit_pixel_stats(images, device)
-    return {"final_loss": loss}
 
 
 def main() -> None:
@@ -54,7 +40,7 @@ def main() -> None:
     ap.add_argument("--out", default="var/position_probe")
     ap.add_argument("--surfaces", nargs="*", default=["board", "fabric", "beans"])
     args = ap.parse_args()
-    fastflow.FastFlow.fit = fit_per_position  # this process only: the probe's one change
+    fastflow.FastFlow.fit_feature_stats = per_position_stats  # this process only: the probe's one change
     from export.train import train
     from quality import _quality  # bench/ is on sys.path when run as a script
 

@@ -85,6 +85,12 @@ class FastFlow(MapModel):
         # parity gate asks for; the log keeps the ranking and the precision.
         return torch.log1p(F.relu(self._nll(self.teacher(x)) / self.teacher.channels))
 
+    def fit_feature_stats(self, feats: torch.Tensor) -> None:
+        """Each channel's mean and spread over the good images' features, which the flow's
+        input is standardized by (bench/position_probe.py measures per-position ones instead)."""
+        self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
+        self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+
     def fit(self, images, settings: TrainSettings, progress=None) -> dict:
         device = torch.device(settings.device)
         self.to(device)
@@ -92,8 +98,7 @@ class FastFlow(MapModel):
         images = jittered(images, self.jitter, settings.seed)
         with torch.no_grad():
             feats = torch.cat([self.teacher(images[i:i + 8].to(device)) for i in range(0, len(images), 8)])
-        self.f_mean.copy_(feats.mean(dim=(0, 2, 3), keepdim=True))
-        self.f_std.copy_(feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+        self.fit_feature_stats(feats)
         opt = torch.optim.Adam(self.flow.parameters(), lr=settings.lr, weight_decay=1e-5)
         loss_value = gradient_steps(opt, settings, len(feats),
                                     lambda idx: self._nll(feats[idx]).mean() / feats.shape[1], progress)
