@@ -8,7 +8,8 @@ bundle that ships.
 Maps: ``joint`` (the three teacher stages joined at stride 8, one bank: the shipped design),
 ``s4``/``s8``/``s16`` (with ``--separate``: a bank per stage at its own stride), ``colour`` (a bank of local mean
 colours, exposure offset removed) and ``place`` (each local colour against its location's
-normal mean and spread). Fusions: ``mean`` and ``max`` of the pixel-normalized maps (what the
+normal mean and spread); with ``--floor`` also ``deep place`` (the teacher features against their
+location's normal mean and spread, PaDiM-like). Fusions: ``mean`` and ``max`` of the pixel-normalized maps (what the
 graph does today), and ``calibrated``: each map divided by the spread of its own image maxima
 on the held-out good images, then the maximum (a defect any one map is sure of stands out,
 whatever the other maps' noise).
@@ -46,6 +47,10 @@ FLOOR_SUBSETS = {  # with --floor: the knn floor's random bank instead of the co
     "random+colour+place": ["random", "random colour", "place"],
     "random+place": ["random", "place"],
     "random+colour": ["random", "random colour"],  # without the place map, which sees camera shifts
+    "deep place": ["deep place"],
+    "random+deep place": ["random", "deep place"],
+    "random+deep place+colour+place": ["random", "deep place", "random colour", "place"],
+    "random+deep place+colour": ["random", "deep place", "random colour"],
 }
 FLOW_SUBSETS = {  # with --flow: fastflow's map (a learned density) beside the floor's colour maps
     "flow": ["flow"],
@@ -87,7 +92,7 @@ def surface_maps(surface: Path, bank: int, separate: bool, floor: bool = False,
     test_maps, hold_maps = {}, {}
     designs = [(["joint", "colour", "place"], dict(colour=True))]
     if floor:  # the same maps on the floor's bank: 4096 patches drawn at random, one neighbour
-        designs = [(["random", "random colour", "place"], dict(family="knn", colour=True))]
+        designs = [(["random", "deep place", "random colour", "place"], dict(family="knn", colour=True, deep_place=True))]
     if separate:
         designs.append((["s4", "s8", "s16"], dict(scales="separate")))
     if flow is not None:

@@ -15,13 +15,18 @@ vectors close by, so normal patches barely move.
 Other designs, chosen by constructor options and compared on the hard benchmark by
 bench/patchcore_study.py (docs/benchmarks.md has the table): a bank per teacher stage at its
 own stride (``scales="separate"``); two local-colour maps (``colour=True``: a bank of 16-pixel
-mean colours, and each colour against its location's normal mean and spread); and the maps
+mean colours, and each colour against its location's normal mean and spread); the teacher
+features against their own location's normal mean and spread (``deep_place=True``, PaDiM-like
+with a diagonal covariance: a missing component leaves patches that are normal somewhere, but
+not there); and the maps
 fused by their mean, their maximum, or ``"calibrated"``: each in units of the spread of its own
 image maxima on good images, then the maximum. None of these variants is a default: the default
 family is ``knn`` (below), the same bank drawn at random, which ranked ahead of the coreset on
 every benchmark measured (export/models/catalog.py).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -47,19 +52,23 @@ class PatchCore(MapModel):
     family = "patchcore"
     default_steps = 4096  # the memory bank's size
     bank_family = True
-    legacy_config = {"neighbours": 1, "scales": "joint", "fuse": "mean", "colour": False}
+    legacy_config = {"neighbours": 1, "scales": "joint", "fuse": "mean", "colour": False, "deep_place": False}
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 3,
-                 scales: str = "joint", fuse: str = "mean", colour: bool = False):
-        if scales not in SCALES or fuse not in FUSIONS or (scales == "none" and not colour):
-            raise ValueError(f"scales must be one of {SCALES} (\"none\" with colour) and fuse one of {FUSIONS}")
+                 scales: str = "joint", fuse: str = "mean", colour: bool = False, deep_place: bool = False):
+        if scales not in SCALES or fuse not in FUSIONS or (scales == "none" and not colour) \
+                or (deep_place and scales != "joint"):
+            raise ValueError(f"scales must be one of {SCALES} (\"none\" with colour, \"joint\" with deep_place) "
+                             f"and fuse one of {FUSIONS}")
         deep = {"joint": 1, "separate": len(TEACHER_STAGES), "none": 0}[scales]
-        super().__init__(size, blur_sigma, n_maps=deep + (2 if colour else 0))
+        super().__init__(size, blur_sigma, n_maps=deep + int(deep_place) + (2 if colour else 0))
         self._config = dict(size=size, backbone=backbone, backbone_weights=backbone_weights,
                             bank_size=bank_size, blur_sigma=blur_sigma, neighbours=neighbours,
-                            scales=scales, fuse=fuse, colour=colour)
+                            scales=scales, fuse=fuse, colour=colour, deep_place=deep_place)
         self.neighbours, self.scales, self.fuse, self.colour = neighbours, scales, fuse, colour
+        self.deep_place = deep_place
+        self._place_floor: torch.Tensor | None = None
         if scales == "none":
             self.teacher, self._channels = None, []
         else:
@@ -74,6 +83,10 @@ class PatchCore(MapModel):
             # and where each colour belongs: per-location mean and spread on the stride-8 grid
             self.register_buffer("col_mean", torch.zeros(1, 3, size // 8, size // 8))
             self.register_buffer("col_std", torch.ones(1, 3, size // 8, size // 8))
+        if deep_place:  # each teacher feature's normal mean and spread at its own location
+            c = self.teacher.channels
+            self.register_buffer("place_mean", torch.zeros(1, c, size // 8, size // 8))
+            self.register_buffer("place_std", torch.ones(1, c, size // 8, size // 8))
         for j, c in enumerate(self._channels):  # bank 0 keeps the original buffer names
             self.register_buffer(self._name("f_mean", j), torch.zeros(1, c, 1, 1))
             self.register_buffer(self._name("f_std", j), torch.ones(1, c, 1, 1))
@@ -82,6 +95,9 @@ class PatchCore(MapModel):
         # training image each bank vector came from (not saved: only training uses it)
         self.bank_origins: list[torch.Tensor] | None = None
         self._leave_out: torch.Tensor | None = None
+        # the place statistics' sums over the training images (count, Σf, Σf²), so that
+        # out-of-fold scoring can take an image's own features out of them (training only)
+        self._place_sums: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
     def _name(buffer: str, j: int) -> str:
@@ -142,6 +158,9 @@ class PatchCore(MapModel):
             s4, s8, s16 = maps[:3]
             # to the stride-8 grid: a stride-4 peak kept by its maximum, stride 16 interpolated
             out = [F.max_pool2d(s4, 2), s8, F.interpolate(s16, scale_factor=2.0, mode="bilinear", align_corners=False)]
+        if self.deep_place:  # root mean square over channels of the location's z-scores
+            z = (feats[0] - self.place_mean) / self.place_std
+            out.append((z * z).mean(dim=1, keepdim=True).sqrt())
         if self.colour:  # the colour bank's map, and the colour's distance from its place's normal
             z = (feats[-1] - self.col_mean) / self.col_std
             out += [maps[-1], (z * z).mean(dim=1, keepdim=True).sqrt()]
@@ -170,12 +189,9 @@ class PatchCore(MapModel):
         if self.fuse != "calibrated":
             return
         maxima = [self._normalized(holdout[i:i + 8]).amax(dim=(2, 3)) for i in range(0, len(holdout), 8)]
-        try:
-            for i in range(len(train)):
-                self._leave_out = torch.tensor([i])
+        for i in range(len(train)):
+            with self._leaving_out(torch.tensor([i]), train[i:i + 1]):
                 maxima.append(self._normalized(train[i:i + 1]).amax(dim=(2, 3)))
-        finally:
-            self._leave_out = None
         maxima = torch.cat(maxima)  # (images, k)
         self.img_mid.copy_(maxima.median(dim=0).values.reshape(-1, 1, 1))
         self.img_spread.copy_(maxima.std(dim=0).clamp_min(1e-6).reshape(-1, 1, 1))
@@ -202,6 +218,8 @@ class PatchCore(MapModel):
             self._buf("bank", j).copy_(chosen)
             self._buf("bank_sq", j).copy_((chosen * chosen).sum(-1))
             pools, banks = pools + pool.shape[0], banks + chosen.shape[0]
+            if j == 0 and self.deep_place:
+                self.fit_place(feats)
         if self.colour:
             col = torch.cat([c[-1] for c in chunks])
             self.col_mean.copy_(col.mean(dim=0, keepdim=True))
@@ -209,6 +227,27 @@ class PatchCore(MapModel):
             self.col_std.copy_(torch.maximum(spread, spread.mean(dim=(2, 3), keepdim=True) * 0.25).clamp_min(0.05))
         self.fit_pixel_stats(images, device)
         return {"pool": int(pools), "bank": int(banks)}
+
+    def fit_place(self, feats: torch.Tensor) -> None:
+        """Per-location mean and spread of the raw teacher features. The variance is floored by
+        a tenth of the channel's variance over all locations: with 48 images a location whose
+        feature barely moved would otherwise turn its camera noise into a defect (the floor
+        bench/position_probe.py measured fastflow with)."""
+        self._place_sums = (len(feats), feats.sum(dim=0, keepdim=True), (feats * feats).sum(dim=0, keepdim=True))
+        self._place_floor = 0.1 * feats.var(dim=(0, 2, 3), keepdim=True)
+        self._set_place(*self._place_sums)
+
+    def _set_place(self, n: int, s1: torch.Tensor, s2: torch.Tensor) -> None:
+        mean = s1 / n
+        var = (s2 - n * mean * mean).clamp_min(0) / max(n - 1, 1)  # the unbiased variance, as torch.var
+        self.place_mean.copy_(mean)
+        self.place_std.copy_((var + self._place_floor).sqrt().clamp_min(1e-6))
+
+    def _place_without(self, images: torch.Tensor) -> None:
+        """The place statistics as if ``images`` had not been trained on (out-of-fold scoring)."""
+        f = torch.cat([self.teacher(images[i:i + 8]) for i in range(0, len(images), 8)])
+        n, s1, s2 = self._place_sums
+        self._set_place(n - len(f), s1 - f.sum(dim=0, keepdim=True), s2 - (f * f).sum(dim=0, keepdim=True))
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         """Indices into ``pool`` of the bank's vectors. A pool above MAX_POOL patches (tiled
@@ -235,15 +274,26 @@ class PatchCore(MapModel):
         if groups is None:
             groups = torch.arange(len(images))
         out = []
-        try:
-            for g in dict.fromkeys(groups.tolist()):
-                members = torch.nonzero(groups == g).flatten()
-                self._leave_out = members
+        for g in dict.fromkeys(groups.tolist()):
+            members = torch.nonzero(groups == g).flatten()
+            with self._leaving_out(members, images[members]):
                 scores = [self(images[members[i:i + 8]])[1] for i in range(0, len(members), 8)]
-                out.append(torch.cat(scores).amax().reshape(1))
+            out.append(torch.cat(scores).amax().reshape(1))
+        return torch.cat(out)
+
+    @contextmanager
+    def _leaving_out(self, members: torch.Tensor, their_images: torch.Tensor):
+        """Scores inside see neither the bank vectors nor the place statistics of ``members``
+        (indices of training images, whose pixels are ``their_images``)."""
+        self._leave_out = members
+        if self.deep_place:
+            self._place_without(their_images)
+        try:
+            yield
         finally:
             self._leave_out = None
-        return torch.cat(out)
+            if self.deep_place:
+                self._set_place(*self._place_sums)
 
 
 def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
@@ -280,8 +330,9 @@ class NearestNeighbourBaseline(PatchCore):
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1,
-                 scales: str = "joint", fuse: str = "mean", colour: bool = False):
-        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour)
+                 scales: str = "joint", fuse: str = "mean", colour: bool = False, deep_place: bool = False):
+        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour,
+                         deep_place)
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         if pool.shape[0] <= size:
@@ -303,5 +354,25 @@ class FusedBank(NearestNeighbourBaseline):
 
     def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
                  bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1,
-                 scales: str = "joint", fuse: str = "calibrated", colour: bool = True):
-        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour)
+                 scales: str = "joint", fuse: str = "calibrated", colour: bool = True, deep_place: bool = False):
+        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour,
+                         deep_place)
+
+
+@register
+class PlacedBank(NearestNeighbourBaseline):
+    """The floor's bank beside the teacher features against their own location's normal
+    (``deep_place``), fused by their maximum. The bank asks whether a patch looks like any good
+    patch; the place map asks whether it looks like the good patches at that place, which is
+    what a missing or moved component changes. On the hard benchmark's six tuning surfaces
+    (bench/patchcore_study.py --floor, docs/benchmarks.md) the pair scored 0.797 mean image
+    AUROC against the floor's 0.788, with components lifted from 0.476 to 0.791 and stains, now
+    the hardest family, at 0.628. The place map costs one subtraction and a mean per patch."""
+
+    family = "knnplace"
+
+    def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
+                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1,
+                 scales: str = "joint", fuse: str = "max", colour: bool = False, deep_place: bool = True):
+        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour,
+                         deep_place)

@@ -28,7 +28,7 @@ def _constant_names(graph) -> set[str]:
 
 
 VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("flowfused", {}), ("patchcore", {}), ("knn", {}),
-            ("fused", {}),
+            ("fused", {}), ("knnplace", {}),
             ("patchcore", {"scales": "separate", "colour": True, "fuse": "calibrated"})]
 
 
@@ -36,7 +36,7 @@ VARIANTS = [("efficientad", {}), ("rd", {}), ("fastflow", {}), ("flowfused", {})
                          "-".join(map(str, v.values())) or "default")
 def test_exported_graph_uses_only_what_tensorrt_parses(family, options, tmp_path):
     torch.manual_seed(0)
-    extra = {"bank_size": 64, **options} if family in ("patchcore", "knn", "fused", "flowfused") else {}
+    extra = {"bank_size": 64, **options} if family in ("patchcore", "knn", "fused", "flowfused", "knnplace") else {}
     path = export_onnx(create(family, size=64, **extra), 64, 3, tmp_path / "model.onnx")
     proto = onnx.load(str(path))
     graph = proto.graph

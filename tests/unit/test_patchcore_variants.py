@@ -1,5 +1,5 @@
 """The memory bank's other designs (export/models/patchcore.py): a bank per teacher stage, the
-local-colour maps, and the calibrated fusion. Each trains, exports to a graph that scores as
+local-colour maps, the teacher features against their place's normal, and the calibrated fusion. Each trains, exports to a graph that scores as
 the torch module does, scores its training images leave-one-out, and old checkpoints (saved
 before these options) still rebuild the original design."""
 from __future__ import annotations
@@ -14,7 +14,9 @@ from export.onnx_export import export_onnx
 
 OPTIONS = [dict(scales="separate"), dict(colour=True, fuse="max"),
            dict(scales="separate", colour=True, fuse="calibrated"),
-           dict(scales="none", colour=True, fuse="calibrated")]  # the colour half of flowfused
+           dict(scales="none", colour=True, fuse="calibrated"),  # the colour half of flowfused
+           dict(deep_place=True, fuse="max"),  # the knnplace family's maps on patchcore's bank
+           dict(deep_place=True, colour=True, fuse="calibrated")]
 
 
 def _images(n: int, seed: int) -> torch.Tensor:
@@ -38,7 +40,7 @@ def _fitted(options):
 def test_a_variant_exports_and_scores_as_the_module_does(options, tmp_path):
     model, train = _fitted(options)
     deep = {"separate": 3, "none": 0}.get(options.get("scales"), 1)
-    assert model.n_maps == deep + (2 if options.get("colour") else 0)
+    assert model.n_maps == deep + int(options.get("deep_place", False)) + (2 if options.get("colour") else 0)
     assert (model.teacher is None) == (deep == 0)  # no teacher bank: no backbone in the graph
     x = _images(2, 3)
     with torch.no_grad():
@@ -71,8 +73,55 @@ def test_the_colour_map_sees_a_stain_the_features_are_blind_to():
 def test_a_checkpoint_from_before_the_options_rebuilds_the_original_design():
     old = {"size": 64, "backbone": "lite0", "backbone_weights": None, "bank_size": 16, "blur_sigma": 4.0}
     model = from_config("patchcore", old)
-    assert (model.scales, model.fuse, model.colour, model.neighbours) == ("joint", "mean", False, 1)
+    assert (model.scales, model.fuse, model.colour, model.neighbours, model.deep_place) == (
+        "joint", "mean", False, 1, False)
     assert model.n_maps == 1 and "img_mid" not in model.state_dict() and "bank_1" not in model.state_dict()
+
+
+def _parts(n: int, seed: int, at: int) -> torch.Tensor:
+    """Grey images with camera noise and one dark square, a component, at column ``at``."""
+    g = torch.Generator().manual_seed(seed)
+    x = 128 + torch.randn(n, 3, 64, 64, generator=g) * 6
+    x[:, :, 24:40, at:at + 16] = 30.0
+    return x.clamp(0, 255)
+
+
+def test_the_place_map_sees_a_moved_component_the_bank_finds_normal():
+    torch.manual_seed(0)
+    model = create("knnplace", size=64, bank_size=256)
+    train = _parts(8, 1, at=8)
+    model.fit(train, TrainSettings(size=64, steps=256))
+    model.eval()
+    model.set_map_normalization(model.raw_maps(_parts(3, 2, at=8)))
+    good, moved = _parts(1, 3, at=8), _parts(1, 3, at=40)  # the square moved to the right
+    with torch.no_grad():
+        maps_good, maps_moved = model._normalized(good), model._normalized(moved)
+    bank, place = 0, 1
+    def gain(k: int) -> float:  # over the pixels the square left
+        return float(maps_moved[0, k, 24:40, 8:24].mean() - maps_good[0, k, 24:40, 8:24].mean())
+
+    # measured over six seeds: the place map rose by 1.75 to 3.5, the bank's by at most 0.2
+    assert gain(place) > 1.0  # far above its normal pixels' 99.5 % quantile
+    assert gain(place) > 5 * max(gain(bank), 0.05)  # grey and square patches are both in the bank
+
+
+def test_out_of_fold_place_statistics_leave_the_image_out_and_are_restored():
+    torch.manual_seed(0)
+    model = create("knnplace", size=64, bank_size=48)
+    train = _images(6, 1)
+    model.fit(train, TrainSettings(size=64, steps=48))
+    full_mean, full_std = model.place_mean.clone(), model.place_std.clone()
+    with torch.no_grad():
+        rest = model.teacher(train[1:])
+        with model._leaving_out(torch.tensor([0]), train[:1]):
+            assert torch.allclose(model.place_mean, rest.mean(dim=0, keepdim=True), atol=1e-4)
+            expected = (rest.var(dim=0, keepdim=True) + model._place_floor).sqrt()
+            assert torch.allclose(model.place_std, expected, rtol=1e-3, atol=1e-4)
+        model.eval()
+        model.set_map_normalization(model.raw_maps(_images(3, 2)))
+        oof = model.out_of_fold_scores(train)
+    assert oof.shape == (6,) and torch.isfinite(oof).all()
+    assert torch.equal(model.place_mean, full_mean) and torch.equal(model.place_std, full_std)
 
 
 def test_unknown_options_are_refused():
