@@ -45,7 +45,7 @@ model: $(RUN_DIR)/.complete
 $(RUN_DIR)/.complete: $(DATA)/.complete
 	# the demo camera is untriggered and sees each part in about 6 frames, and a part is rejected
 	# when any of them is NG: per part, the false-reject rate is ~6x the per-image target
-	$(BIN)/edge-ad train --model knn --target-fpr 0.002 --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
+	$(BIN)/edge-ad train --model knnplace --target-fpr 0.002 --data $(DATA)/$(CATEGORY) --out $(RUN_DIR)
 	@touch $@
 
 # Real components the integration tests start: Prometheus (scrapes the service; promtool checks

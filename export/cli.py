@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable]:
 
     t = sub.add_parser("train", help="train on normal images; writes RUN/checkpoint.pt and RUN/bundle/")
     t.add_argument("--model", choices=families, default=DEFAULT_FAMILY,
-                   help=f"model family (default {DEFAULT_FAMILY}: the nearest of 4096 good patches)")
+                   help=f"model family (default {DEFAULT_FAMILY}: the nearest of 4096 good patches, "
+                        "and each patch against its place's normal)")
     t.add_argument("--data", required=True, help="MVTec-layout category or a folder of good images")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--size", type=int, default=256, help="model input size, a multiple of 32 (default 256)")

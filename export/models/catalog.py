@@ -7,11 +7,11 @@ import ast
 from functools import lru_cache
 from pathlib import Path
 
-# The random bank with one neighbour measured ahead of patchcore's k-centre coreset on both
-# benchmarks: the demo stills and line videos (fewer misses, no good frame rejected) and the hard
-# one (0.788 against 0.730 mean image AUROC, 181 against 281 of 522 defects missed), and it trains
-# in a third of the time (docs/benchmarks.md#the-default-family-knn-2026-12-04).
-DEFAULT_FAMILY = "knn"
+# knn's random bank with the place map beside it. The bank alone measured ahead of patchcore's
+# k-centre coreset on both benchmarks (docs/benchmarks.md#the-default-family-knn-2026-12-04); the
+# place map lifts the hard benchmark's missing and moved components from 0.476 to 0.791 with the
+# line videos still clean (docs/benchmarks.md#the-default-family-knnplace-2026-12-04).
+DEFAULT_FAMILY = "knnplace"
 
 
 def _families_in(path: Path) -> list[str]:

@@ -111,5 +111,5 @@ def test_train_without_model_trains_the_default_family(export_demo_root, tmp_pat
     r = edge_ad("train", "--data", export_demo_root / "wood", "--out", tmp_path / "run", "--size", "64", "--steps", "64")
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
-    assert manifest["family"] == "knn"
-    assert "default knn" in edge_ad("train", "--help").stdout
+    assert manifest["family"] == "knnplace"
+    assert "default knnplace" in edge_ad("train", "--help").stdout

@@ -33,7 +33,7 @@ def _torch_vs_engine(run, export_demo_root):
 # included, is held to the parity gate's own fp32 bar: |Δ score| within 1e-3 of the threshold
 # scale (edge_ad.parity). Relative to the raw score it is not judged: a good image scoring near
 # zero turns rounding into 1e-4 relative on one BLAS and not on another.
-FAMILIES = {"rd": 60, "fastflow": 60, "flowfused": 60, "patchcore": 512, "knn": 512, "fused": 512}
+FAMILIES = {"rd": 60, "fastflow": 60, "flowfused": 60, "patchcore": 512, "knn": 512, "fused": 512, "knnplace": 512}
 # largest |Δ map| ONNX Runtime vs torch, in raw map units (normal pixels span about 0..0.1);
 # 3e-6 to 6e-6 measured
 MAP_ATOL = 1e-4
@@ -61,19 +61,20 @@ def test_every_family_trains_exports_and_matches_torch(family, export_demo_root,
     assert diff["map_abs"] < map_bar, stated
     assert o_map.shape == (len(labels), 128, 128)
     cal = bundle.manifest.calibration
-    if family in ("patchcore", "knn", "fused"):
+    if family in ("patchcore", "knn", "fused", "knnplace"):
         assert model.bank.shape[0] == steps  # bounded memory: the bank size asked for
         # every training image scored leave-one-out joins the 8 held out in the calibration
         assert cal.out_of_fold_count == 20 and cal.normal_count == 28
     else:
         assert cal.out_of_fold_count == 0 and cal.normal_count == 8
-    # the memory banks, knn the default among them, are held to the stricter bar
-    assert roc_auc_score(labels, o_score) >= (0.9 if family in ("patchcore", "knn") else 0.75)
+    # the memory banks, knnplace the default among them, are held to the stricter bar
+    assert roc_auc_score(labels, o_score) >= (0.9 if family in ("patchcore", "knn", "knnplace") else 0.75)
 
 
-@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "flowfused", "patchcore", "knn", "fused"])
+@pytest.mark.parametrize("family", ["efficientad", "rd", "fastflow", "flowfused", "patchcore", "knn", "fused",
+                                    "knnplace"])
 def test_every_family_takes_a_grayscale_camera(family, export_demo_root, tmp_path):
-    steps = 256 if family in ("patchcore", "knn", "fused") else 10
+    steps = 256 if family in ("patchcore", "knn", "fused", "knnplace") else 10
     code_path = tmp_path / family
     train(family, export_demo_root / "wood", code_path, size=64, steps=steps, seed=0, channels=1)
     bundle = load_bundle(code_path / "bundle")
