@@ -20,9 +20,9 @@ features against their own location's normal mean and spread (``deep_place=True`
 with a diagonal covariance: a missing component leaves patches that are normal somewhere, but
 not there); and the maps
 fused by their mean, their maximum, or ``"calibrated"``: each in units of the spread of its own
-image maxima on good images, then the maximum. None of these variants is a default: the default
-family is ``knn`` (below), the same bank drawn at random, which ranked ahead of the coreset on
-every benchmark measured (export/models/catalog.py).
+image maxima on good images, then the maximum. The default family is ``knnplace`` (below): the
+bank drawn at random, which ranked ahead of the coreset on every benchmark measured, with the
+deep place map beside it (export/models/catalog.py).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from ..backbone import TEACHER_STAGES, Teacher
 SCALES = ("joint", "separate", "none")
 MAX_POOL = 1 << 17  # patches the coreset searches (60 images of 256 px give 61 440)
 FUSIONS = ("mean", "max", "calibrated")
+PLACE_FLOOR = 0.1  # of a channel's variance over all places, added to each place's (fit_place)
 
 
 @register
@@ -230,11 +231,11 @@ class PatchCore(MapModel):
 
     def fit_place(self, feats: torch.Tensor) -> None:
         """Per-location mean and spread of the raw teacher features. The variance is floored by
-        a tenth of the channel's variance over all locations: with 48 images a location whose
+        PLACE_FLOOR (a tenth) of the channel's variance over all locations: with 48 images a location whose
         feature barely moved would otherwise turn its camera noise into a defect (the floor
         bench/position_probe.py measured fastflow with)."""
         self._place_sums = (len(feats), feats.sum(dim=0, keepdim=True), (feats * feats).sum(dim=0, keepdim=True))
-        self._place_floor = 0.1 * feats.var(dim=(0, 2, 3), keepdim=True)
+        self._place_floor = PLACE_FLOOR * feats.var(dim=(0, 2, 3), keepdim=True)
         self._set_place(*self._place_sums)
 
     def _set_place(self, n: int, s1: torch.Tensor, s2: torch.Tensor) -> None:
@@ -321,8 +322,8 @@ def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> t
 
 @register
 class NearestNeighbourBaseline(PatchCore):
-    """The floor to beat, and the default family: the same teacher features and the same
-    in-graph nearest-neighbour distance, to the one nearest of patches drawn at random (no
+    """The floor to beat (the default family until knnplace): the same teacher features and the
+    same in-graph nearest-neighbour distance, to the one nearest of patches drawn at random (no
     coreset, no learning). With camera noise in every image a k-centre coreset spends its
     vectors on the rarest normal patches; drawn at random, the bank covers the common ones."""
 

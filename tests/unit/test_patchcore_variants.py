@@ -1,7 +1,8 @@
 """The memory bank's other designs (export/models/patchcore.py): a bank per teacher stage, the
-local-colour maps, the teacher features against their place's normal, and the calibrated fusion. Each trains, exports to a graph that scores as
-the torch module does, scores its training images leave-one-out, and old checkpoints (saved
-before these options) still rebuild the original design."""
+local-colour maps, the teacher features against their place's normal, and the calibrated fusion.
+Each trains, exports to a graph that scores as the torch module does, scores its training images
+leave-one-out, and old checkpoints (saved before these options) still rebuild the original
+design."""
 from __future__ import annotations
 
 import numpy as np
@@ -97,6 +98,7 @@ def test_the_place_map_sees_a_moved_component_the_bank_finds_normal():
     with torch.no_grad():
         maps_good, maps_moved = model._normalized(good), model._normalized(moved)
     bank, place = 0, 1
+
     def gain(k: int) -> float:  # over the pixels the square left
         return float(maps_moved[0, k, 24:40, 8:24].mean() - maps_good[0, k, 24:40, 8:24].mean())
 
