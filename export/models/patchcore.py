@@ -372,8 +372,5 @@ class PlacedBank(NearestNeighbourBaseline):
 
     family = "knnplace"
 
-    def __init__(self, size: int = 256, backbone: str = "lite0", backbone_weights: str | None = None,
-                 bank_size: int = 4096, blur_sigma: float = 4.0, neighbours: int = 1,
-                 scales: str = "joint", fuse: str = "max", colour: bool = False, deep_place: bool = True):
-        super().__init__(size, backbone, backbone_weights, bank_size, blur_sigma, neighbours, scales, fuse, colour,
-                         deep_place)
+    def __init__(self, *args, fuse: str = "max", deep_place: bool = True, **kwargs):
+        super().__init__(*args, fuse=fuse, deep_place=deep_place, **kwargs)
