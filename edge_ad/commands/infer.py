@@ -32,6 +32,10 @@ def run_infer(bundle_path: str, images: list[str], out: str | None) -> int:
                 failures += 1
                 print(json.dumps({"path": path, "error": str(exc)}), flush=True)
                 continue
+            if ins.fault is not None:
+                failures += 1
+                print(json.dumps({"path": path, "verdict": "FAULT", "error": ins.fault}), flush=True)
+                continue
             line = {"path": path, "score": round(ins.score, 5), "raw_score": ins.raw_score,
                     "verdict": ins.verdict, "threshold": ins.threshold,
                     "regions": [r.to_json() for r in ins.regions]}

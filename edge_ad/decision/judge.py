@@ -36,6 +36,8 @@ def judge(frame: Frame, outcome: Inspection | Unjudged, context: Context, e2e_s:
           now: float) -> Result:
     """The result for ``frame``; ``e2e_s`` is capture to now, ``now`` the wall clock."""
     e2e_ms = round(e2e_s * 1000, 2)
+    if isinstance(outcome, Inspection) and outcome.fault is not None:  # no score to publish
+        outcome = Unjudged(FAULT, outcome.fault, "ENGINE")
     if isinstance(outcome, Unjudged):
         if outcome.verdict not in (Verdict.INVALID, Verdict.FAULT):
             raise ValueError(f"a frame without an inspection is INVALID or FAULT, not {outcome.verdict}")

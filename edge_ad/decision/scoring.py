@@ -2,6 +2,7 @@
 normalization, regions and the verdict. Pure: numpy in, a frozen record out."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..bundle import Normalization, Thresholds
 from .camera import CameraDecision
-from .verdict import OK, Region, Verdict, find_regions, normalize, verdict_for
+from .verdict import FAULT, OK, Region, Verdict, find_regions, normalize, verdict_for
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,21 @@ class Inspection:
     postprocess_s: float
     inspected_rgb: np.ndarray | None = None  # the image the map belongs to (after ROI/rotation)
 
+    @property
+    def fault(self) -> str | None:
+        """Why this inspection has no verdict (a non-finite score), else None."""
+        return None if math.isfinite(self.raw_score) else non_finite_reason(self.raw_score)
+
     @cached_property
     def map_norm(self) -> np.ndarray:
         """(H, W) 0..1, 0.5 = threshold: computed when an overlay or evidence asks for it, not for
         every frame (0.22 ms a frame here, right after an engine call)."""
         return normalize(self.raw_map, self.pixel.threshold, self.pixel.scale)
+
+
+def non_finite_reason(raw_score: float) -> str:
+    return (f"the engine returned a non-finite score ({raw_score}), so no verdict is given; "
+            "if it repeats, rebuild the engine in fp32 (edge-ad build-engine --precision fp32)")
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,10 @@ def score_frame(raw_map: np.ndarray, raw_score: float, thresholds: Thresholds,
             raw_map = np.where(decision.ignore_model,
                                np.float32(thresholds.pixel.threshold - thresholds.pixel.scale), raw_map)
             raw_score = float(raw_map[keep].max()) if keep.any() else raw_score
+    if not math.isfinite(raw_score):
+        # NaN >= 0.5 is False: without this a NaN score would read as OK. An fp16 engine can
+        # overflow on an extreme patch (|f|² beyond 65504, then inf - inf in a distance).
+        return Scored(FAULT, float("nan"), float(raw_score), raw_map, ())
     score = float(normalize(raw_score, thresholds.image.threshold, thresholds.image.scale))
     regions = tuple(find_regions(raw_map, frame_hw, min_area_px, pixel=thresholds.pixel))
     verdict = verdict_for(score)

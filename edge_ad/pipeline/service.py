@@ -272,7 +272,8 @@ class Pipeline:
             trig.future.set_result(result)
         self.last_e2e_s[frame.camera] = time.perf_counter() - frame.captured_mono
         self.processed += 1
-        inspection = outcome if isinstance(outcome, Inspection) else None
+        # a faulted inspection (a non-finite score) has no map worth showing or keeping
+        inspection = outcome if isinstance(outcome, Inspection) and outcome.fault is None else None
         shown = inspection.inspected_rgb if inspection is not None and inspection.inspected_rgb is not None \
             else frame.image_rgb
         manifest = (model or self._primary).manifest

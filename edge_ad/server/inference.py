@@ -86,6 +86,8 @@ async def infer(request: web.Request) -> web.Response:
         return _error(503, "inspection did not finish in time")
     except Exception as exc:
         return _error(503, f"engine failure: {exc}")
+    if ins.fault is not None:
+        return _error(503, ins.fault, verdict="FAULT")  # as any engine failure: no score invented
     served = service.served()
     m = served.manifest
     body = {"verdict": ins.verdict, "score": round(ins.score, 5), "raw_score": ins.raw_score,

@@ -58,6 +58,37 @@ def test_engine_failure_yields_fault_results_and_keeps_running(bundle_dir):
     assert metrics.engine_errors._value.get() >= 3
 
 
+class OverflowingEngine(FlakyEngine):
+    """Wraps the real engine and, every second call, returns NaN scores and maps, as an fp16
+    engine that overflowed would (the distance |f|² - 2f·B + |B|² as inf - inf)."""
+
+    def infer(self, batch):
+        self.calls += 1
+        maps, scores = self._engine.infer(batch)
+        if self.calls % 2 == 0:
+            maps, scores = np.full_like(maps, np.nan), np.full_like(scores, np.nan)
+        return maps, scores
+
+
+def test_a_nan_from_the_engine_is_a_fault_never_an_ok(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    engine = OverflowingEngine(create_engine(bundle))
+    store = ResultStore()
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, Metrics())
+    pipe.start()
+    try:
+        wait_for(lambda: store.last_seq >= 10)
+    finally:
+        pipe.stop()
+    results = store.after(0, 10)
+    faults = [r for r in results if r.verdict == "FAULT"]
+    assert len(faults) >= 4 and all(r.code == "ENGINE" and "non-finite" in r.reason for r in faults)
+    assert all(r.score is None and r.raw_score is None for r in faults)
+    judged = [r for r in results if r.verdict in ("OK", "NG")]
+    assert judged and all(np.isfinite(r.raw_score) for r in judged)
+    assert len(faults) + len(judged) == 10  # every frame answered, none of them OK by accident
+
+
 def test_fast_source_drops_are_counted_and_balance(bundle_dir):
     bundle = load_bundle(bundle_dir)
     engine = create_engine(bundle)

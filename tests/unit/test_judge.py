@@ -93,3 +93,25 @@ def test_regions_found_on_the_raw_map_are_those_of_the_normalized_one():
 
     assert norm.regions == tuple(find_regions(ins.map_norm, (64, 48)))  # same areas, same peaks
     assert ins.map_norm.max() <= 1.0 and abs(float(ins.map_norm[raw == raw.max()][0]) - norm.score) < 1e-6
+
+
+@pytest.mark.parametrize("raw", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_score_is_a_fault_never_an_ok(raw):
+    # NaN >= threshold is False: unguarded, an overflowing fp16 engine would read as OK
+    s = score_frame(_map(), raw, TH, (64, 64))
+    assert s.verdict == FAULT and s.regions == ()
+    ins = Inspection(s.verdict, s.score, s.raw_score, 2.0, s.regions, s.raw_map, TH.pixel, 0, 0, 0)
+    assert "non-finite" in ins.fault
+    r = judge(_frame(), ins, CONTEXT, e2e_s=0.001, now=1000.0)
+    assert r.verdict == FAULT and r.code == "ENGINE" and "fp32" in r.reason
+    assert r.score is None and r.raw_score is None and r.threshold is None
+    json.loads(json.dumps(r.to_json(now=1000.1), allow_nan=False))  # strict JSON: no NaN anywhere
+
+
+def test_a_nan_map_under_the_ignore_mask_is_a_fault_too():
+    m = _map()
+    m[0, 0] = np.nan
+    ignore = np.zeros((32, 32), bool)
+    ignore[8:12, 8:12] = True
+    s = score_frame(m, 1.5, TH, (64, 64), CameraDecision(ignore_model=ignore))
+    assert s.verdict == FAULT
