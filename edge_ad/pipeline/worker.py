@@ -27,6 +27,7 @@ from ..bundle import Manifest, load_bundle, save_manifest
 from ..decision.camera import CameraDecision
 from ..decision.judge import Unjudged
 from ..decision.quality import measure, problem
+from ..decision.scoring import Inspection
 from ..decision.verdict import FAULT, INVALID
 from ..engines import Engine
 from ..model_root import confined_bundle
@@ -458,4 +459,6 @@ class Worker:
             p.metrics.engine_errors.inc()
             inspections = [Unjudged(FAULT, f"engine failure: {exc}", "ENGINE")] * len(frames)
         for frame, outcome in zip(frames, inspections):
+            if isinstance(outcome, Inspection) and outcome.fault is not None:  # a NaN or inf score
+                p.metrics.engine_errors.inc()
             p.deliver(frame, outcome, model)

@@ -73,8 +73,8 @@ class OverflowingEngine(FlakyEngine):
 def test_a_nan_from_the_engine_is_a_fault_never_an_ok(bundle_dir):
     bundle = load_bundle(bundle_dir)
     engine = OverflowingEngine(create_engine(bundle))
-    store = ResultStore()
-    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, Metrics())
+    store, metrics = ResultStore(), Metrics()
+    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, metrics)
     pipe.start()
     try:
         wait_for(lambda: store.last_seq >= 10)
@@ -87,6 +87,7 @@ def test_a_nan_from_the_engine_is_a_fault_never_an_ok(bundle_dir):
     judged = [r for r in results if r.verdict in ("OK", "NG")]
     assert judged and all(np.isfinite(r.raw_score) for r in judged)
     assert len(faults) + len(judged) == 10  # every frame answered, none of them OK by accident
+    assert metrics.engine_errors._value.get() >= len(faults)  # counted as the engine's failures
 
 
 def test_fast_source_drops_are_counted_and_balance(bundle_dir):
