@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_ad.errors import EdgeAdError
 from edge_ad.parity import TOLERANCES
 
-FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "fused")
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "knnplace", "fused")
 
 
 def main() -> None:
@@ -29,13 +29,14 @@ def main() -> None:
     ap.add_argument("--categories", nargs="+", default=["wood", "grass"])
     ap.add_argument("--families", nargs="+", default=list(FAMILIES))
     args = ap.parse_args()
+    from export.models.base import family_class
     from export.train import train
 
     rows = []
     for category in args.categories:
         for family in args.families:
             run = Path(args.out) / f"{family}_{category}"
-            steps = None if family in ("patchcore", "knn", "fused") else args.steps
+            steps = None if family_class(family).bank_family else args.steps
             try:
                 train(family, Path(args.data) / category, run, size=args.size, steps=steps, seed=0)
                 manifest = json.loads((run / "bundle" / "manifest.json").read_text())

@@ -32,7 +32,7 @@ from export.demo_data import write_video
 from export.train import train
 from video_truth import read_frames, read_truth, score_offline  # bench/ is on sys.path
 
-FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "fused")
+FAMILIES = ("efficientad", "rd", "fastflow", "patchcore", "knn", "knnplace", "fused")
 
 
 def _latency_ms(bundle_path: Path, runs: int = 30) -> float:

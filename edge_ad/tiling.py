@@ -111,5 +111,5 @@ def score_tiled(infer, frame: np.ndarray, tile: int, overlap: float, batch: int)
 
             m = np.stack([cv2.resize(x, (tile, tile), interpolation=cv2.INTER_LINEAR) for x in m])
         _blend(acc, weight, m, corners[i:i + batch], win)
-        best = max(best, float(np.max(s)))
+        best = float(np.max([best, *np.ravel(s)]))  # np.max keeps a NaN, Python's max drops it
     return acc / weight, best

@@ -68,10 +68,12 @@ def score_frame(raw_map: np.ndarray, raw_score: float, thresholds: Thresholds,
             raw_map = np.where(decision.ignore_model,
                                np.float32(thresholds.pixel.threshold - thresholds.pixel.scale), raw_map)
             raw_score = float(raw_map[keep].max()) if keep.any() else raw_score
-    if not math.isfinite(raw_score):
+    if not (math.isfinite(raw_score) and math.isfinite(float(raw_map.sum()))):
         # NaN >= 0.5 is False: without this a NaN score would read as OK. An fp16 engine can
-        # overflow on an extreme patch (|f|² beyond 65504, then inf - inf in a distance).
-        return Scored(FAULT, float("nan"), float(raw_score), raw_map, ())
+        # overflow on an extreme patch (|f|² beyond 65504, then inf - inf in a distance), and
+        # ONNX Runtime's ReduceMax skips NaN, so a finite score can stand on a NaN map: the map's
+        # sum (a few µs) carries any NaN or inf in it.
+        return Scored(FAULT, float("nan"), float("nan"), raw_map, ())
     score = float(normalize(raw_score, thresholds.image.threshold, thresholds.image.scale))
     regions = tuple(find_regions(raw_map, frame_hw, min_area_px, pixel=thresholds.pixel))
     verdict = verdict_for(score)

@@ -69,7 +69,6 @@ class PatchCore(MapModel):
                             scales=scales, fuse=fuse, colour=colour, deep_place=deep_place)
         self.neighbours, self.scales, self.fuse, self.colour = neighbours, scales, fuse, colour
         self.deep_place = deep_place
-        self._place_floor: torch.Tensor | None = None
         if scales == "none":
             self.teacher, self._channels = None, []
         else:
@@ -96,9 +95,13 @@ class PatchCore(MapModel):
         # training image each bank vector came from (not saved: only training uses it)
         self.bank_origins: list[torch.Tensor] | None = None
         self._leave_out: torch.Tensor | None = None
-        # the place statistics' sums over the training images (count, Σf, Σf²), so that
-        # out-of-fold scoring can take an image's own features out of them (training only)
-        self._place_sums: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        # the place statistics' sums over the training images (count, Σf, Σf²) and the variance
+        # floor, so that out-of-fold scoring can take an image's own features out of them.
+        # Training only: buffers that .to() moves with the module (train.py fits on the device,
+        # then scores out-of-fold on the CPU), kept out of the state_dict and the graph.
+        self._place_n = 0
+        for name in ("_place_s1", "_place_s2", "_place_floor"):
+            self.register_buffer(name, None, persistent=False)
 
     @staticmethod
     def _name(buffer: str, j: int) -> str:
@@ -234,9 +237,10 @@ class PatchCore(MapModel):
         PLACE_FLOOR (a tenth) of the channel's variance over all locations: with 48 images a location whose
         feature barely moved would otherwise turn its camera noise into a defect (the floor
         bench/position_probe.py measured fastflow with)."""
-        self._place_sums = (len(feats), feats.sum(dim=0, keepdim=True), (feats * feats).sum(dim=0, keepdim=True))
+        self._place_n = len(feats)
+        self._place_s1, self._place_s2 = feats.sum(dim=0, keepdim=True), (feats * feats).sum(dim=0, keepdim=True)
         self._place_floor = PLACE_FLOOR * feats.var(dim=(0, 2, 3), keepdim=True)
-        self._set_place(*self._place_sums)
+        self._set_place(self._place_n, self._place_s1, self._place_s2)
 
     def _set_place(self, n: int, s1: torch.Tensor, s2: torch.Tensor) -> None:
         mean = s1 / n
@@ -246,9 +250,9 @@ class PatchCore(MapModel):
 
     def _place_without(self, images: torch.Tensor) -> None:
         """The place statistics as if ``images`` had not been trained on (out-of-fold scoring)."""
-        f = torch.cat([self.teacher(images[i:i + 8]) for i in range(0, len(images), 8)])
-        n, s1, s2 = self._place_sums
-        self._set_place(n - len(f), s1 - f.sum(dim=0, keepdim=True), s2 - (f * f).sum(dim=0, keepdim=True))
+        f = torch.cat([self.teacher(images[i:i + 8]) for i in range(0, len(images), 8)]).to(self._place_s1.device)
+        self._set_place(self._place_n - len(f), self._place_s1 - f.sum(dim=0, keepdim=True),
+                        self._place_s2 - (f * f).sum(dim=0, keepdim=True))
 
     def select(self, pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:
         """Indices into ``pool`` of the bank's vectors. A pool above MAX_POOL patches (tiled
@@ -286,15 +290,15 @@ class PatchCore(MapModel):
     def _leaving_out(self, members: torch.Tensor, their_images: torch.Tensor):
         """Scores inside see neither the bank vectors nor the place statistics of ``members``
         (indices of training images, whose pixels are ``their_images``)."""
-        self._leave_out = members
-        if self.deep_place:
-            self._place_without(their_images)
         try:
+            self._leave_out = members
+            if self.deep_place:
+                self._place_without(their_images)
             yield
         finally:
             self._leave_out = None
             if self.deep_place:
-                self._set_place(*self._place_sums)
+                self._set_place(self._place_n, self._place_s1, self._place_s2)
 
 
 def greedy_coreset(pool: torch.Tensor, size: int, seed: int, progress=None) -> torch.Tensor:

@@ -124,6 +124,11 @@ def test_out_of_fold_place_statistics_leave_the_image_out_and_are_restored():
         oof = model.out_of_fold_scores(train)
     assert oof.shape == (6,) and torch.isfinite(oof).all()
     assert torch.equal(model.place_mean, full_mean) and torch.equal(model.place_std, full_std)
+    # the sums move with the module (fit on CUDA, out-of-fold scores on the CPU) and stay out
+    # of the checkpoint
+    model.to(torch.float64)
+    assert model._place_s1.dtype == model._place_floor.dtype == torch.float64
+    assert not any(k.startswith("_place") for k in model.state_dict())
 
 
 def test_unknown_options_are_refused():

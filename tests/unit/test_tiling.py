@@ -74,3 +74,17 @@ def test_score_tiled_batches_within_the_ceiling_and_finds_the_hottest_tile():
     assert np.allclose(raw_map, whole, atol=1e-4)
     assert window(8).min() > 0
     assert tile_batch(256, 1024) == 19 and tile_batch(1024, 100) == 1
+
+
+def test_a_nan_score_in_one_tile_batch_is_kept_for_the_frame():
+    # Python's max(0.3, nan) is 0.3: the frame would lose the one batch whose engine overflowed
+    calls = []
+
+    def infer(batch):
+        calls.append(len(batch))
+        m = np.zeros((len(batch), 256, 256), np.float32)
+        s = np.full(len(batch), np.nan if len(calls) == 2 else 0.3, np.float32)
+        return m, s
+
+    _, raw_score = score_tiled(infer, np.zeros((768, 768, 3), np.uint8), 256, 0.25, batch=5)
+    assert len(calls) > 2 and np.isnan(raw_score)
