@@ -39,18 +39,22 @@ def _frames(n=4):
     return [rng.integers(0, 255, (128, 128, 3), np.uint8) for _ in range(n)]
 
 
-def test_engine_failure_yields_fault_results_and_keeps_running(bundle_dir):
+def _results_through(wrapper, bundle_dir, n: int):
+    """The first ``n`` results of the real pipeline whose real engine is wrapped by ``wrapper``."""
     bundle = load_bundle(bundle_dir)
-    engine = FlakyEngine(create_engine(bundle))
-    metrics = Metrics()
-    store = ResultStore()
+    engine = wrapper(create_engine(bundle))
+    store, metrics = ResultStore(), Metrics()
     pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, metrics)
     pipe.start()
     try:
-        wait_for(lambda: store.last_seq >= 12)
+        wait_for(lambda: store.last_seq >= n)
     finally:
         pipe.stop()
-    results = store.after(0, 12)
+    return store.after(0, n), metrics
+
+
+def test_engine_failure_yields_fault_results_and_keeps_running(bundle_dir):
+    results, metrics = _results_through(FlakyEngine, bundle_dir, 12)
     faults = [r for r in results if r.verdict == "FAULT"]
     assert len(faults) >= 3 and all("out of memory" in r.reason for r in faults)
     assert all(r.score is None for r in faults)  # no invented score on a failed inspection
@@ -71,16 +75,7 @@ class OverflowingEngine(FlakyEngine):
 
 
 def test_a_nan_from_the_engine_is_a_fault_never_an_ok(bundle_dir):
-    bundle = load_bundle(bundle_dir)
-    engine = OverflowingEngine(create_engine(bundle))
-    store, metrics = ResultStore(), Metrics()
-    pipe = Pipeline(Model.of(engine, bundle.manifest), {"cam0": MemorySource(_frames(), 50)}, store, metrics)
-    pipe.start()
-    try:
-        wait_for(lambda: store.last_seq >= 10)
-    finally:
-        pipe.stop()
-    results = store.after(0, 10)
+    results, metrics = _results_through(OverflowingEngine, bundle_dir, 10)
     faults = [r for r in results if r.verdict == "FAULT"]
     assert len(faults) >= 4 and all(r.code == "ENGINE" and "non-finite" in r.reason for r in faults)
     assert all(r.score is None and r.raw_score is None for r in faults)
